@@ -1,0 +1,34 @@
+# Two entry points: `make demo` (the main job on embedded defaults) and `make test`.
+# Both create .venv on first use: torch from the machine's CPU wheel via pip, the rest via uv.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: demo test test-all lint typecheck bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip uv
+	$(BIN)/pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/uv pip install -q --python $(BIN)/python -e ".[dev]"
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/detops demo
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+test-all: $(BIN)/.installed
+	$(BIN)/python -m pytest -m ""
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .detops
