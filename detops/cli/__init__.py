@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from detops.cli import data, demo, engine, models, weights
+from detops.cli import data, demo, engine, export, models, weights
 from detops.errors import DetopsError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(weights.app, name="weights")
 engine.register(app)
+export.register(app)
 demo.register(app)
 
 

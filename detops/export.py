@@ -1,0 +1,128 @@
+"""ONNX export of a deployed detector, verified against PyTorch before the file appears.
+
+The family decides the graph (``family.export_wrapper``: input/output names, post-processing inside or
+not); this module traces it, checks the model with ``onnx.checker``, runs it with ONNX Runtime on fresh
+random inputs and compares every output with PyTorch. Only then is the file moved into place.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import models
+from detops.errors import DetopsError
+from detops.fileio import atomic_path
+
+DEFAULT_OPSET = 17
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """Where the ONNX file went and how far ONNX Runtime was from PyTorch, per output."""
+
+    path: Path
+    opset: int
+    input_names: list[str]
+    output_names: list[str]
+    max_rel_error: dict[str, float]
+
+
+def relative_error(actual: np.ndarray, reference: np.ndarray) -> float:
+    """max |actual - reference| / max |reference| (0 when both are all zero)."""
+    ref = np.abs(reference.astype(np.float64)).max() if reference.size else 0.0
+    diff = np.abs(actual.astype(np.float64) - reference.astype(np.float64)).max() if reference.size else 0.0
+    return float(diff / ref) if ref > 0 else float(diff)
+
+
+def _random_like(example: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    if example.dtype.is_floating_point:
+        # Same value range as the example (0-1 or 0-255), random content.
+        scale = float(example.abs().max()) or 1.0
+        return torch.rand(example.shape, generator=generator) * scale
+    return example.clone()
+
+
+def run_onnx(path: str | Path, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run an ONNX file with ONNX Runtime's CPU provider; returns outputs in graph order."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, inputs)
+
+
+def export_onnx(
+    variant: str,
+    model: nn.Module,
+    dst: str | Path,
+    *,
+    image_size: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    check_batch: int = 2,
+    tolerance: float = 1e-4,
+    seed: int = 0,
+) -> ExportReport:
+    """Export a copy of ``model`` (deployed, eval mode) to ``dst`` and verify it.
+
+    Args:
+        variant: variant name, selects the family's export wrapper.
+        model: the detector in train or deploy form; it is copied, not modified.
+        dst: output ``.onnx`` path, written atomically (absent on any failure).
+        image_size: square input size; default the variant's ``input_size``.
+        opset: ONNX opset (17 or later).
+        check_batch: batch size of the parity check; exported with batch 1 so that the check also
+            proves the dynamic batch axis.
+        tolerance: largest accepted relative error per output (see ``relative_error``).
+    Raises:
+        DetopsError: parity or checker failure; nothing is written.
+    """
+    import onnx
+
+    spec = models.get_variant(variant)
+    size = image_size or spec.input_size
+    deployed = copy.deepcopy(model).eval()
+    deployed.deploy()
+    wrapper = models.family_module(variant).export_wrapper(deployed).eval()
+    trace_inputs = wrapper.example_inputs(1, size)
+    generator = torch.Generator().manual_seed(seed)
+    check_inputs = tuple(_random_like(x, generator) for x in wrapper.example_inputs(check_batch, size))
+
+    out = Path(dst)
+    with atomic_path(out) as tmp:
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapper,
+                trace_inputs,
+                str(tmp),
+                input_names=list(wrapper.input_names),
+                output_names=list(wrapper.output_names),
+                dynamic_axes=dict(wrapper.dynamic_axes),
+                opset_version=opset,
+                dynamo=False,
+            )
+            expected = wrapper(*check_inputs)
+        onnx.checker.check_model(str(tmp))
+        got = run_onnx(tmp, {n: x.numpy() for n, x in zip(wrapper.input_names, check_inputs, strict=True)})
+        errors = {
+            name: relative_error(actual, ref.numpy())
+            for name, actual, ref in zip(wrapper.output_names, got, expected, strict=True)
+        }
+        bad = {k: v for k, v in errors.items() if v > tolerance}
+        if bad:
+            raise DetopsError(
+                f"{out}: ONNX Runtime differs from PyTorch beyond {tolerance:g} relative: "
+                + ", ".join(f"{k}={v:.2e}" for k, v in bad.items()),
+                exit_code=1,
+            )
+    return ExportReport(
+        path=out,
+        opset=opset,
+        input_names=list(wrapper.input_names),
+        output_names=list(wrapper.output_names),
+        max_rel_error=errors,
+    )
