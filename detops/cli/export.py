@@ -37,6 +37,9 @@ def export_cmd(
     model = models.build_model(variant, num_classes=num_classes)
     if state is not None:
         model.load_state_dict(state, strict=True)
-    report = export_onnx(variant, model, out, image_size=img_size, opset=opset)
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"exporting {variant} and checking it with ONNX Runtime"):
+        report = export_onnx(variant, model, out, image_size=img_size, opset=opset)
     errors = ", ".join(f"{k} {v:.1e}" for k, v in report.max_rel_error.items())
     typer.echo(f"wrote {report.path} (opset {report.opset}); ONNX Runtime vs PyTorch relative error: {errors}")

@@ -19,9 +19,12 @@ def import_cmd(
     ),
 ) -> None:
     """Map an official checkpoint onto this implementation, strictly, and save it."""
+    from rich.console import Console
+
     from detops.weights import import_official
 
-    report = import_official(variant, src, dst, num_classes=num_classes)
+    with Console(stderr=True).status(f"importing {src} as {variant}"):
+        report = import_official(variant, src, dst, num_classes=num_classes)
     typer.echo(
         f"imported {src} -> {dst}: {variant}, {report.source_tensors} source tensors, "
         f"{report.model_tensors} model tensors, 0 missing, 0 unexpected"
