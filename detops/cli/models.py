@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import typer
@@ -22,13 +23,27 @@ def measure_variant(name: str, *, image_size: int = 640) -> dict[str, Any]:
     }
 
 
-def variant_rows(*, measure: bool, image_size: int = 640, include_tiny: bool = False) -> list[dict[str, Any]]:
-    """One dict per variant: family, published figures and (optionally) measured params/GFLOPs."""
+def variant_rows(
+    *, measure: bool, image_size: int = 640, include_tiny: bool = False, only: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """One dict per variant: family, published figures and (optionally) measured params/GFLOPs.
+
+    ``only`` restricts the table to those names (unknown names are a ``DetopsError``).
+    """
     from rich.progress import track
 
     import models
+    from detops.errors import DetopsError
 
-    names = [n for n in models.VARIANTS if include_tiny or models.get_variant(n).published is not None]
+    if only:
+        for name in only:
+            try:
+                models.get_variant(name)
+            except ValueError as exc:
+                raise DetopsError(str(exc)) from None
+        names = list(only)
+    else:
+        names = [n for n in models.VARIANTS if include_tiny or models.get_variant(n).published is not None]
     rows = []
     for name in track(names, description="measuring", disable=not measure, transient=True):
         variant = models.get_variant(name)
@@ -60,9 +75,10 @@ def list_cmd(
     measure: bool = typer.Option(True, help="Build each variant and measure params and GFLOPs."),
     image_size: int = typer.Option(640, help="Input size for the GFLOPs measurement."),
     include_tiny: bool = typer.Option(False, "--tiny", help="Include the test-only tiny rows."),
+    only: list[str] | None = typer.Option(None, "--variant", help="Only this variant (repeatable)."),
 ) -> None:
     """List every buildable variant with published and measured parameters and GFLOPs."""
-    rows = variant_rows(measure=measure, image_size=image_size, include_tiny=include_tiny)
+    rows = variant_rows(measure=measure, image_size=image_size, include_tiny=include_tiny, only=only)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -91,4 +107,5 @@ def list_cmd(
             f"{meas['gflops']:.2f}" if meas else "-",
             f"{pub['t4_ms_upstream']:.2f} / {pub['t4_ms_table']:.2f}" if pub else "-",
         )
-    Console().print(table)
+    # Pipes and logs get the full table rather than one wrapped to an 80-column default.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)

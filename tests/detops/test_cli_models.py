@@ -1,0 +1,34 @@
+"""`detops models list`: published figures from the table, measured figures from real builds."""
+
+import json
+
+import models
+from detops.cli import main
+
+
+def test_json_lists_every_published_variant_with_its_figures(capsys):
+    assert main(["models", "list", "--json", "--no-measure"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    names = [r["name"] for r in rows]
+    assert names == [n for n in models.VARIANTS if models.get_variant(n).published is not None]
+    assert {"damo_yolo_t", "damo_yolo_l", "rtdetrv2_s", "rtdetrv2_x"} <= set(names)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["damo_yolo_t"]["published"]["params"] == 8_479_631
+    assert by_name["rtdetrv2_x"]["published"]["gflops"] == 259
+    assert all("measured" not in r for r in rows)
+
+
+def test_measured_figures_come_from_the_built_model(capsys):
+    assert main(["models", "list", "--json", "--variant", "damo_yolo_tiny", "--image-size", "128"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    model = models.build_model("damo_yolo_tiny")
+    assert row["published"] is None
+    assert row["measured"]["params"] == models.family_module("damo_yolo_tiny").count_params(model)
+    assert row["measured"]["gflops"] > 0
+
+
+def test_table_output_and_unknown_variant(capsys):
+    assert main(["models", "list", "--no-measure"]) == 0
+    assert "rtdetrv2_m" in capsys.readouterr().out
+    assert main(["models", "list", "--variant", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
