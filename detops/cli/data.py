@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from detops.errors import DetopsError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
 app = typer.Typer(help="Synthesise, validate and version COCO-format datasets.", no_args_is_help=True)
+
+
+def _console() -> Console:
+    """A rich console; wide when not on a terminal so tables in logs are not wrapped."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 @app.command()
@@ -18,7 +32,6 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives byte-identical files."),
 ) -> None:
     """Write a synthetic COCO-format detection dataset (shapes on textured backgrounds) to OUT."""
-    from rich.console import Console
     from rich.table import Table
 
     from detops.data.synth import CLASSES, synthesize
@@ -35,6 +48,46 @@ def synth(
             str(summary.crowd[split]),
             str(summary.empty_images[split]),
         )
-    console = Console()
+    console = _console()
     console.print(table)
     console.print("categories: " + ", ".join(f"{c.id}={c.name}" for c in CLASSES))
+
+
+@app.command()
+def validate(
+    root: Path = typer.Argument(..., help="Dataset root (our layout or the COCO 2017 layout)."),
+    split: list[str] = typer.Option(None, "--split", help="Split(s) to check; default: every split present."),
+    sample_images: int = typer.Option(
+        500, "--sample-images", help="How many images per split to decode (presence is always checked)."
+    ),
+    all_images: bool = typer.Option(
+        False, "--all-images", help="Decode every image (overrides --sample-images)."
+    ),
+    docs_dir: Path = typer.Option(
+        None, "--docs-dir", help="Where to write GE Data Docs; default <home>/data-docs."
+    ),
+) -> None:
+    """Run the Great Expectations suite over ROOT; exit 0 when valid, 1 with a table of failures."""
+
+    from detops.data.validate import failure_table, validate_dataset
+    from detops.settings import get_settings
+
+    docs = docs_dir if docs_dir is not None else get_settings().home / "data-docs"
+    report = validate_dataset(
+        root, splits=split or None, sample_images=None if all_images else sample_images, docs_dir=docs
+    )
+    console = _console()
+    for name, c in report.counts.items():
+        console.print(
+            f"{name}: {c['images']} images ({c['decoded']} decoded), {c['annotations']} annotations, "
+            f"{c['categories']} categories"
+        )
+    if report.success:
+        console.print(f"valid ({report.seconds:.1f} s)")
+        print(f"Data Docs: {report.docs_path}")
+        return
+    console.print(failure_table(report))
+    print(f"Data Docs: {report.docs_path}")
+    # DetopsError, not typer.Exit: main() runs click with standalone_mode=False, which turns Exit into a
+    # return value that main() does not propagate.
+    raise DetopsError(f"{root} failed validation: {len(report.failures)} expectation(s) failed", exit_code=1)
