@@ -1,9 +1,97 @@
-"""Top-level `detops` commands of this group."""
+"""Top-level ``detops train`` and ``detops evaluate`` commands."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from detops.errors import DetopsError
+
+
+def train(
+    variant: str = typer.Argument(None, help="Variant to train, e.g. damo_yolo_t (omit with --resume)."),
+    data: Path = typer.Option(None, "--data", help="Dataset root (our layout or COCO 2017)."),
+    epochs: int = typer.Option(None, "--epochs", help="Total epochs (default 10; with --resume: extend to)."),
+    img_size: int = typer.Option(None, "--img-size", help="Square input size (default: the variant's)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Total batch over all processes."),
+    weights: Path = typer.Option(
+        None, "--weights", help="Weight file (detops weights import) or checkpoint."
+    ),
+    resume: Path = typer.Option(None, "--resume", help="Run directory to continue from its last.pt."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    out: Path = typer.Option(None, "--out", help="Run directory (default runs/<variant>)."),
+    workers: int = typer.Option(2, "--workers", help="Data-loader workers per process."),
+    seed: int = typer.Option(0, "--seed", help="Seed for init, shuffling and augmentation."),
+    no_augment: bool = typer.Option(False, "--no-augment", help="Resize + flip only."),
+) -> None:
+    """Train a variant; one summary line per epoch, checkpoints and metrics in the run directory."""
+    from detops.engine.fit import fit
+    from detops.engine.fit import resume as resume_run
+
+    if device not in ("cpu", "cuda"):
+        raise DetopsError(f"--device must be cpu or cuda, got {device!r}")
+    if resume is not None:
+        summary = resume_run(resume, epochs=epochs, device=device)
+    else:
+        if variant is None or data is None:
+            raise DetopsError("train needs VARIANT and --data ROOT (or --resume RUN_DIR)")
+        summary = fit(
+            variant,
+            data_root=data,
+            epochs=epochs if epochs is not None else 10,
+            out_dir=out if out is not None else Path("runs") / variant,
+            img_size=img_size,
+            batch_size=batch_size,
+            device=device,
+            workers=workers,
+            seed=seed,
+            weights=weights,
+            overrides={"augment": not no_augment},
+        )
+    typer.echo(
+        f"done: best mAP {summary['best_map']:.4f} at epoch {summary['best_epoch']}; "
+        f"checkpoints in {summary['run_dir']} ({summary['wall_time_s']:.0f} s)"
+    )
+
+
+def evaluate(
+    checkpoint: Path = typer.Argument(None, help="A detops checkpoint to evaluate on --data."),
+    annotations: Path = typer.Option(None, "--annotations", help="COCO ground-truth JSON."),
+    predictions: Path = typer.Option(None, "--predictions", help="COCO results JSON."),
+    data: Path = typer.Option(None, "--data", help="Dataset root (with CHECKPOINT)."),
+    split: str = typer.Option("val", "--split", help="Split to evaluate (with CHECKPOINT)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (with CHECKPOINT)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Batch size (with CHECKPOINT)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """COCO bbox mAP (pycocotools): a results file against annotations, or a checkpoint on a dataset."""
+    from detops.evaluation import STAT_NAMES, evaluate_files, format_stats
+
+    if checkpoint is not None:
+        if annotations is not None or predictions is not None:
+            raise DetopsError("give either CHECKPOINT --data ROOT or --annotations/--predictions, not both")
+        if data is None:
+            raise DetopsError("evaluating a checkpoint needs --data ROOT")
+        from detops.engine.inference import evaluate_checkpoint
+
+        stats = evaluate_checkpoint(
+            checkpoint, data_root=data, split=split, device=device, batch_size=batch_size
+        )
+    else:
+        if annotations is None or predictions is None:
+            raise DetopsError(
+                "evaluate needs --annotations GT.json --predictions DT.json, or CHECKPOINT --data ROOT"
+            )
+        stats = evaluate_files(annotations=annotations, predictions=predictions)
+    if as_json:
+        typer.echo(json.dumps({**{k: stats[k] for k in STAT_NAMES}, "per_class": stats["per_class"]}))
+    else:
+        typer.echo(format_stats(stats))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add ``train`` and ``evaluate`` to the root app."""
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)

@@ -108,11 +108,8 @@ class CocoDetection(Dataset):
         """The ``split`` of a dataset root in our layout or the COCO 2017 layout (``detops.data.layout``)."""
         from detops.data.layout import find_split
 
-        root = Path(root)
-        if not root.exists():
-            raise DetopsError(f"data root not found: {root}")
-        annotation_file, image_dir = find_split(root, split)
-        return cls(annotation_file, image_dir, transform=transform, seed=seed)
+        found = find_split(root, split)
+        return cls(found.annotations, found.images, transform=transform, seed=seed)
 
     @property
     def num_classes(self) -> int:
