@@ -43,4 +43,6 @@ def export_wrapper(model: nn.Module, *, num_top_queries: int = 300) -> RTDETRExp
     """Wrap a deployed (``model.deploy()``), eval-mode RT-DETRv2 for ``torch.onnx.export``."""
     if model.training:
         raise ValueError("export_wrapper needs an eval-mode model: call model.deploy() first")
-    return RTDETRExportWrapper(model, num_top_queries=num_top_queries)
+    # A fresh module starts in train mode; torch.onnx.export restores that mode on every child after
+    # tracing, which would silently put the wrapped model back into training.
+    return RTDETRExportWrapper(model, num_top_queries=num_top_queries).eval()
