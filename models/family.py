@@ -31,6 +31,8 @@ class ExportWrapper(Protocol):
     input_names: list[str]
     output_names: list[str]
     dynamic_axes: dict[str, dict[int, str]]
+    parity_outputs: list[str]
+    """Outputs that must match PyTorch (all, unless a top-k makes the order among ties arbitrary)."""
 
     def example_inputs(self, batch: int, image_size: int) -> tuple[torch.Tensor, ...]: ...
 

@@ -18,6 +18,9 @@ class RTDETRExportWrapper(nn.Module):
     input_names = ["images", "orig_target_sizes"]
     output_names = ["labels", "boxes", "scores"]
     dynamic_axes = {name: {0: "N"} for name in input_names + output_names}
+    # The graph ends in a top-k: among near-equal scores the order, and so the box and label at a
+    # position, may differ between runtimes; the sorted scores must not.
+    parity_outputs = ["scores"]
 
     def __init__(self, model: nn.Module, *, num_top_queries: int = 300) -> None:
         super().__init__()
