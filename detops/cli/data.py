@@ -91,3 +91,47 @@ def validate(
     # DetopsError, not typer.Exit: main() runs click with standalone_mode=False, which turns Exit into a
     # return value that main() does not propagate.
     raise DetopsError(f"{root} failed validation: {len(report.failures)} expectation(s) failed", exit_code=1)
+
+
+@app.command()
+def version(
+    root: Path = typer.Argument(Path("data"), help="The dataset directory; must be <project root>/data."),
+    push: bool = typer.Option(False, "--push", help="Push the dataset to the configured DVC remote."),
+    sample_images: int = typer.Option(500, "--sample-images", help="Images per split decoded by validation."),
+) -> None:
+    """Validate ROOT, track it with DVC (data.dvc) and print its version, the DVC directory hash."""
+    from detops.data.validate import failure_table
+    from detops.data.versioning import InvalidDatasetError, version_dataset
+    from detops.settings import get_settings
+
+    settings = get_settings()
+    console = _console()
+    try:
+        result = version_dataset(
+            root,
+            settings=settings,
+            push=push,
+            sample_images=sample_images,
+            docs_dir=settings.home / "data-docs",
+        )
+    except InvalidDatasetError as exc:
+        console.print(failure_table(exc.report))
+        print(f"Data Docs: {exc.report.docs_path}")
+        raise
+    print(f"dataset version: {result.md5} ({result.files} files, {result.dvc_file})")
+    if push:
+        print(f"pushed {result.pushed} file(s) to {settings.dvc_remote} remote {result.remote}")
+    console.print(f"commit it: git add {result.dvc_file.name} && git commit -m 'data: {result.md5[:8]}'")
+
+
+@app.command()
+def pull() -> None:
+    """Restore ./data from the configured DVC remote exactly as data.dvc records it."""
+    from detops.data.versioning import pull_dataset
+    from detops.settings import get_settings
+
+    settings = get_settings()
+    result = pull_dataset(settings=settings)
+    print(
+        f"dataset version: {result.md5} ({result.files} files) restored from {settings.dvc_remote} remote {result.remote}"
+    )

@@ -1,0 +1,220 @@
+"""Dataset versioning with DVC: ``data.dvc`` at the project root tracks ``<project root>/data``.
+
+``version_dataset`` validates the dataset first (an invalid one is refused with the validation
+report), runs ``dvc add data`` and returns the dataset version, the DVC directory hash (the md5 in
+``data.dvc`` without its ``.dir`` suffix); with ``push=True`` it pushes to the remote described by
+``Settings``. ``pull_dataset`` configures the same remote and restores ``data/`` byte for byte, e.g. in
+a fresh clone.
+
+Only ``<project root>/data`` is accepted as the dataset root: ``data.dvc`` is committed and names
+that path, so a dataset elsewhere is refused with a message saying to copy it there (copying silently
+could double disk use, and a link would make DVC track the link instead of the bytes).
+
+The remote is written to ``.dvc/config.local`` (git-ignored by ``dvc init``) as remote ``detops``, so
+an endpoint and credentials never land in git; nothing here prints credentials.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from detops.errors import DetopsError
+from detops.settings import Settings
+
+if TYPE_CHECKING:
+    from detops.data.validate import ValidationReport
+
+REMOTE_NAME = "detops"
+DATA_DIR = "data"
+
+
+class InvalidDatasetError(DetopsError):
+    """The dataset failed validation; ``report`` holds the failures for the caller to show."""
+
+    def __init__(self, message: str, *, report: ValidationReport) -> None:
+        super().__init__(message, exit_code=1)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """A tracked dataset: its DVC directory hash, file count, the ``.dvc`` file and where it was pushed."""
+
+    md5: str
+    files: int
+    dvc_file: Path
+    remote: str | None
+    pushed: int
+
+
+def remote_url(settings: Settings) -> str:
+    """The DVC remote URL ``settings`` describes: the local directory, or ``s3://bucket/prefix``."""
+    return settings.s3_url if settings.dvc_remote == "s3" else str(Path(settings.dvc_local_remote).resolve())
+
+
+def ensure_bucket(settings: Settings) -> bool:
+    """Create the S3 bucket of ``settings`` when it is missing; True when it was created."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client("s3", **_boto_args(settings))
+    try:
+        client.head_bucket(Bucket=settings.s3_bucket)
+        return False
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code not in ("404", "NoSuchBucket", "NotFound"):
+            raise DetopsError(f"S3 bucket {settings.s3_bucket!r} at {_endpoint(settings)}: {code}") from None
+    args: dict[str, Any] = {"Bucket": settings.s3_bucket}
+    if settings.s3_region and settings.s3_region != "us-east-1":
+        args["CreateBucketConfiguration"] = {"LocationConstraint": settings.s3_region}
+    client.create_bucket(**args)
+    return True
+
+
+def _endpoint(settings: Settings) -> str:
+    return settings.s3_endpoint_url or "AWS"
+
+
+def _boto_args(settings: Settings) -> dict[str, Any]:
+    args: dict[str, Any] = {"region_name": settings.s3_region}
+    if settings.s3_endpoint_url:
+        args["endpoint_url"] = settings.s3_endpoint_url
+    if settings.aws_access_key_id is not None and settings.aws_secret_access_key is not None:
+        args["aws_access_key_id"] = settings.aws_access_key_id.get_secret_value()
+        args["aws_secret_access_key"] = settings.aws_secret_access_key.get_secret_value()
+    return args
+
+
+@contextmanager
+def _repo(root: Path) -> Iterator[Any]:
+    """The DVC repository at ``root`` (a one-line error when there is none)."""
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    if not (root / ".dvc").is_dir():
+        raise DetopsError(f"no DVC repository at {root}: run `dvc init` there (or set DETOPS_PROJECT_ROOT)")
+    try:
+        repo = Repo(str(root))
+    except NotDvcRepoError as exc:
+        raise DetopsError(f"no DVC repository at {root}: {exc}") from None
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+@contextmanager
+def _dvc_errors(what: str) -> Iterator[None]:
+    """Turn DVC's exceptions (DownloadError, UploadError, CheckoutError, ...) into one-line errors."""
+    from dvc.exceptions import DvcException
+
+    try:
+        yield
+    except DvcException as exc:
+        raise DetopsError(f"{what} failed: {str(exc).splitlines()[0]}") from None
+
+
+def configure_remote(repo: Any, settings: Settings) -> str:
+    """Write remote ``detops`` (the default remote) into ``.dvc/config.local``; return its URL.
+
+    For S3 the bucket is created when missing. Credentials, when set in ``settings``, go only into
+    this git-ignored file.
+    """
+    url = remote_url(settings)
+    remote: dict[str, Any] = {"url": url}
+    if settings.dvc_remote == "s3":
+        ensure_bucket(settings)
+        if settings.s3_endpoint_url:
+            remote["endpointurl"] = settings.s3_endpoint_url
+        remote["region"] = settings.s3_region
+        if settings.aws_access_key_id is not None and settings.aws_secret_access_key is not None:
+            remote["access_key_id"] = settings.aws_access_key_id.get_secret_value()
+            remote["secret_access_key"] = settings.aws_secret_access_key.get_secret_value()
+    else:
+        Path(url).mkdir(parents=True, exist_ok=True)
+    with repo.config.edit("local") as conf:
+        conf["remote"][REMOTE_NAME] = remote
+        conf["core"]["remote"] = REMOTE_NAME
+    return url
+
+
+def read_version(dvc_file: Path) -> tuple[str, int]:
+    """(directory md5 without ``.dir``, number of files) recorded in a ``.dvc`` file."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(dvc_file.read_text())
+        out = doc["outs"][0]
+        return str(out["md5"]).removesuffix(".dir"), int(out.get("nfiles", 1))
+    except (OSError, KeyError, IndexError, TypeError, ValueError, yaml.YAMLError) as exc:
+        raise DetopsError(f"cannot read the dataset version from {dvc_file}: {exc}") from None
+
+
+def _dataset_dir(root: str | Path, settings: Settings) -> Path:
+    data = (Path(settings.project_root) / DATA_DIR).resolve()
+    given = Path(root).expanduser().resolve()
+    if given != data:
+        raise DetopsError(
+            f"dataset root {given} is not {data}: data.dvc tracks ./{DATA_DIR} of the project; "
+            f"copy the dataset there (cp -r {given} {data}) and version that"
+        )
+    return data
+
+
+def version_dataset(
+    root: str | Path,
+    *,
+    settings: Settings,
+    push: bool = False,
+    sample_images: int | None = 500,
+    docs_dir: str | Path | None = None,
+) -> DatasetVersion:
+    """Validate, ``dvc add`` and optionally push the dataset at ``root`` (must be ``<project>/data``).
+
+    Raises ``InvalidDatasetError`` (carrying the report) when validation fails, ``DetopsError`` for a
+    root elsewhere or a project without DVC.
+    """
+    from detops.data.validate import validate_dataset
+
+    project = Path(settings.project_root).resolve()
+    data = _dataset_dir(root, settings)
+    report = validate_dataset(data, sample_images=sample_images, docs_dir=docs_dir)
+    if not report.success:
+        raise InvalidDatasetError(
+            f"{data} failed validation ({len(report.failures)} expectation(s)); not versioned", report=report
+        )
+    with _repo(project) as repo:
+        repo.add([str(data)])
+        pushed, remote = 0, None
+        if push:
+            remote = configure_remote(repo, settings)
+            with _dvc_errors(f"dvc push to {remote}"):
+                pushed = int(repo.push(targets=[str(project / f"{DATA_DIR}.dvc")], remote=REMOTE_NAME))
+    md5, files = read_version(project / f"{DATA_DIR}.dvc")
+    return DatasetVersion(
+        md5=md5, files=files, dvc_file=project / f"{DATA_DIR}.dvc", remote=remote, pushed=pushed
+    )
+
+
+def pull_dataset(*, settings: Settings) -> DatasetVersion:
+    """Restore ``<project>/data`` from the configured remote as recorded in ``data.dvc``."""
+    project = Path(settings.project_root).resolve()
+    dvc_file = project / f"{DATA_DIR}.dvc"
+    if not dvc_file.is_file():
+        raise DetopsError(
+            f"{dvc_file} does not exist: version a dataset first (detops data version data --push)"
+        )
+    with _repo(project) as repo:
+        remote = configure_remote(repo, settings)
+        with _dvc_errors(f"dvc pull from {remote}"):
+            result = repo.pull(targets=[str(dvc_file)], remote=REMOTE_NAME)
+    md5, files = read_version(dvc_file)
+    fetched = int(result.get("fetched", 0)) if isinstance(result, dict) else 0
+    return DatasetVersion(md5=md5, files=files, dvc_file=dvc_file, remote=remote, pushed=fetched)
