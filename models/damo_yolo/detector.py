@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from models.damo_yolo.layers import RepConv
@@ -22,7 +23,8 @@ class DamoYolo(nn.Module):
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None) -> dict[str, Tensor]:
         del targets  # assignment happens in the criterion
         h, w = images.shape[-2:]
-        if h % 32 or w % 32:
+        # Shapes are traced tensors under torch.onnx tracing; the check is for eager callers.
+        if not torch.jit.is_tracing() and (h % 32 or w % 32):
             raise ValueError(f"DAMO-YOLO input height and width must be multiples of 32, got {h}x{w}")
         return self.head(self.neck(self.backbone(images)))
 
