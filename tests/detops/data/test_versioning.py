@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -35,6 +36,7 @@ def s3_endpoint() -> Iterator[str]:
 
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
     server.start()
     try:
         yield f"http://127.0.0.1:{port}"
