@@ -52,8 +52,9 @@ def build_model(variant: Variant, *, num_classes: int = 80) -> DamoYolo:
     return build_detector(variant.config, num_classes=num_classes)
 
 
-def _deployed_copy(model: nn.Module) -> nn.Module:
-    clone = copy.deepcopy(model)
+def _deployed_meta_copy(model: nn.Module) -> nn.Module:
+    # Counting needs shapes only: on the meta device fusion and the forward pass cost no arithmetic.
+    clone = copy.deepcopy(model).to("meta")
     if hasattr(clone, "deploy"):
         clone.deploy()
     return clone.eval()
@@ -61,12 +62,11 @@ def _deployed_copy(model: nn.Module) -> nn.Module:
 
 def count_params(model: nn.Module) -> int:
     """Parameters of the deploy form (RepConvs fused, BN kept), as upstream publishes; ``model`` is untouched."""
-    return count_parameters(_deployed_copy(model))
+    return count_parameters(_deployed_meta_copy(model))
 
 
 def count_gflops(model: nn.Module, *, image_size: int) -> float:
     """GFLOPs (2 x MACs of convs) of the deployed eval model on one ``image_size``^2 image; ``model`` is untouched."""
-    clone = _deployed_copy(model)
-    param = next(clone.parameters())
-    images = torch.zeros(1, 3, image_size, image_size, device=param.device, dtype=param.dtype)
+    clone = _deployed_meta_copy(model)
+    images = torch.zeros(1, 3, image_size, image_size, device="meta")
     return _count_gflops(clone, (images,))
