@@ -12,6 +12,7 @@ JSON file that is not COCO-shaped) raises ``DetopsError`` with a one-line messag
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -64,7 +65,7 @@ def _candidates(root: Path, name: str) -> list[CocoSplit]:
     ]
 
 
-def _check_root(root: str | Path) -> Path:
+def _check_root(root: str | os.PathLike[str]) -> Path:
     path = Path(root).expanduser()
     if not path.exists():
         raise DetopsError(f"dataset root {path} does not exist")
@@ -73,7 +74,7 @@ def _check_root(root: str | Path) -> Path:
     return path.resolve()
 
 
-def find_split(root: str | Path, split: str) -> CocoSplit:
+def find_split(root: str | os.PathLike[str], split: str) -> CocoSplit:
     """The split ``split`` (``train``/``val``, ``train2017``/``val2017`` accepted) under ``root``.
 
     Our layout wins when both are present. Raises ``DetopsError`` when the root is missing, the split's
@@ -92,7 +93,7 @@ def find_split(root: str | Path, split: str) -> CocoSplit:
     raise DetopsError(f"no COCO annotations for split {name!r} under {path}: expected {tried}")
 
 
-def list_splits(root: str | Path) -> list[CocoSplit]:
+def list_splits(root: str | os.PathLike[str]) -> list[CocoSplit]:
     """Every split present under ``root``, in ``SPLITS`` order.
 
     Raises ``DetopsError`` when the root is missing or holds no recognised split at all (not a COCO
@@ -111,7 +112,7 @@ def list_splits(root: str | Path) -> list[CocoSplit]:
     return found
 
 
-def load_coco_json(path: str | Path) -> dict[str, Any]:
+def load_coco_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Parse a COCO instances file and check its top-level shape.
 
     Returns the parsed dict, with ``images``, ``annotations`` and ``categories`` guaranteed to be lists

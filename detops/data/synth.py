@@ -74,6 +74,7 @@ class SynthSummary:
 def shape_polygon(shape: str, *, cx: float, cy: float, rx: float, ry: float, angle: float) -> np.ndarray:
     """Vertices [K, 2] (x, y) of ``shape`` centred at (cx, cy) with half-extents (rx, ry), rotated by
     ``angle`` radians."""
+    pts: np.ndarray
     if shape == "rectangle":
         pts = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=np.float64)
     elif shape == "ellipse":
@@ -84,8 +85,8 @@ def shape_polygon(shape: str, *, cx: float, cy: float, rx: float, ry: float, ang
     elif shape == "diamond":
         pts = np.array([[0, -1], [1, 0], [0, 1], [-1, 0]], dtype=np.float64)
     elif shape == "hexagon":
-        t = np.arange(6) * (math.pi / 3)
-        pts = np.stack([np.cos(t), np.sin(t)], axis=1)
+        k = np.arange(6, dtype=np.float64) * (math.pi / 3)
+        pts = np.stack([np.cos(k), np.sin(k)], axis=1)
     elif shape == "cross":
         a = 0.33  # half arm width, as a fraction of the half-extent
         pts = np.array(
@@ -182,7 +183,9 @@ def background(rng: np.random.Generator, *, height: int, width: int) -> np.ndarr
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
     if kind == 0:  # smooth noise: coarse random field upsampled, plus fine grain
         coarse = rng.uniform(0, 1, size=(max(2, height // 16), max(2, width // 16))).astype(np.float32)
-        field = np.asarray(Image.fromarray(coarse, mode="F").resize((width, height), Image.BILINEAR))
+        field = np.asarray(
+            Image.fromarray(coarse, mode="F").resize((width, height), Image.Resampling.BILINEAR)
+        )
         t = field.astype(np.float64)[..., None]
     elif kind == 1:  # gradient along a random direction
         theta = rng.uniform(0, 2 * math.pi)
