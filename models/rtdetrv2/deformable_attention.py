@@ -63,7 +63,11 @@ def deformable_attention_core(
 
 
 def _gather_nearest(value_l: Tensor, grid_l: Tensor, h: int, w: int) -> Tensor:
-    """value_l [N, C, h, w], grid_l [N, Q, P, 2] in [0, 1] -> [N, C, Q, P] by nearest-pixel lookup."""
+    """value_l [N, C, h, w], grid_l [N, Q, P, 2] in [0, 1] -> [N, C, Q, P] by pixel lookup.
+
+    Pixel index = trunc(location * size + 0.5), clamped to the map, as upstream's ``*_dsp`` models
+    were trained (half a pixel right of ``grid_sample``'s pixel-centre convention).
+    """
     n, c = value_l.shape[:2]
     q, p = grid_l.shape[1:3]
     scale = torch.tensor([w, h], dtype=grid_l.dtype, device=grid_l.device)
