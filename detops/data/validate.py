@@ -207,7 +207,11 @@ def validate_dataset(
     from detops.data.validate_frames import annotations_frame, categories_frame, images_frame
 
     start = time.perf_counter()
-    found: list[CocoSplit] = [find_split(root, s) for s in splits] if splits else list_splits(root)
+    if splits:
+        # "val" and "val2017" name one split: keep it once.
+        found = list({s.name: s for s in (find_split(root, name) for name in splits)}.values())
+    else:
+        found = list_splits(root)
     # Load and build every frame before starting GE, so bad input fails fast with a one-line error.
     frames: list[tuple[CocoSplit, dict[str, Any], list[int]]] = []
     counts: dict[str, dict[str, int]] = {}

@@ -60,8 +60,9 @@ def remote_url(settings: Settings) -> str:
 def ensure_bucket(settings: Settings) -> bool:
     """Create the S3 bucket of ``settings`` when it is missing; True when it was created."""
     import boto3
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
+    where = f"S3 bucket {settings.s3_bucket!r} at {_endpoint(settings)}"
     client = boto3.client("s3", **_boto_args(settings))
     try:
         client.head_bucket(Bucket=settings.s3_bucket)
@@ -69,11 +70,16 @@ def ensure_bucket(settings: Settings) -> bool:
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code not in ("404", "NoSuchBucket", "NotFound"):
-            raise DetopsError(f"S3 bucket {settings.s3_bucket!r} at {_endpoint(settings)}: {code}") from None
+            raise DetopsError(f"{where}: {code}") from None
+    except BotoCoreError as exc:  # unreachable endpoint, missing credentials, ...
+        raise DetopsError(f"{where}: {exc}") from None
     args: dict[str, Any] = {"Bucket": settings.s3_bucket}
     if settings.s3_region and settings.s3_region != "us-east-1":
         args["CreateBucketConfiguration"] = {"LocationConstraint": settings.s3_region}
-    client.create_bucket(**args)
+    try:
+        client.create_bucket(**args)
+    except (ClientError, BotoCoreError) as exc:
+        raise DetopsError(f"cannot create {where}: {exc}") from None
     return True
 
 
@@ -142,6 +148,9 @@ def configure_remote(repo: Any, settings: Settings) -> str:
     with repo.config.edit("local") as conf:
         conf["remote"][REMOTE_NAME] = remote
         conf["core"]["remote"] = REMOTE_NAME
+    local = Path(repo.dvc_dir) / "config.local"
+    if local.exists():
+        local.chmod(0o600)  # it may hold credentials
     return url
 
 

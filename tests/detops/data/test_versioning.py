@@ -102,7 +102,8 @@ def test_s3_round_trip_through_fresh_clone(tmp_path: Path, s3_endpoint: str) -> 
     _git(project, "add", "data.dvc", ".gitignore")
     _git(project, "commit", "-q", "-m", "data")
     # Credentials live only in the git-ignored .dvc/config.local.
-    assert SECRET_KEY in (project / ".dvc" / "config.local").read_text()
+    local = project / ".dvc" / "config.local"
+    assert SECRET_KEY in local.read_text() and local.stat().st_mode & 0o077 == 0
     tracked = _git(project, "ls-files").split()
     assert ".dvc/config.local" not in tracked
     assert all(SECRET_KEY not in (project / f).read_text(errors="ignore") for f in tracked)
