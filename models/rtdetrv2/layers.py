@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -63,4 +65,4 @@ def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
 
 def bias_init_with_prob(prior_prob: float) -> float:
     """Classifier bias whose sigmoid equals ``prior_prob`` (focal-loss style prior)."""
-    return float(-torch.log(torch.tensor((1 - prior_prob) / prior_prob)))
+    return -math.log((1 - prior_prob) / prior_prob)
