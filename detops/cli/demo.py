@@ -1,4 +1,4 @@
-"""Top-level `detops` commands of this group."""
+"""`detops demo`: the main job on embedded defaults."""
 
 from __future__ import annotations
 
@@ -6,4 +6,16 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the `demo` command to the root app."""
+    app.command("demo")(demo_cmd)
+
+
+def demo_cmd(
+    epochs: int = typer.Option(2, help="Training epochs per variant."),
+    img_size: int = typer.Option(256, help="Training and evaluation input size."),
+) -> None:
+    """Synthesise, validate and version a dataset, then train and evaluate damo_yolo_t and rtdetrv2_s."""
+    from detops.demo import DemoConfig, run_demo
+    from detops.settings import get_settings
+
+    run_demo(settings=get_settings(), config=DemoConfig(epochs=epochs, img_size=img_size), echo=typer.echo)

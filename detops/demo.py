@@ -1,0 +1,90 @@
+"""The main job on embedded defaults: synthesise, validate, version, train briefly, evaluate.
+
+``detops demo`` (and so ``make demo``) runs this. Every step is a library call the later Prefect flows
+will wrap as tasks; nothing here needs a server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detops.settings import Settings
+
+DEMO_VARIANTS = ("damo_yolo_t", "rtdetrv2_s")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo. The dataset fields must stay those ``data.dvc`` was made with (synth's
+    defaults, seed 0), so that a fresh clone regenerates byte-identical data and the same version."""
+
+    seed: int = 0
+    variants: tuple[str, ...] = DEMO_VARIANTS
+    epochs: int = 2
+    img_size: int = 256
+    batch_size: int = 8
+    workers: int = 0
+
+
+def run_demo(
+    *, settings: Settings, config: DemoConfig = DemoConfig(), echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run the demo pipeline; returns ``{"version": {...}, "runs": {variant: summary}}``.
+
+    Writes the dataset to ``<project root>/data``, Data Docs and runs under ``settings.home``.
+    Raises ``DetopsError`` (via the steps) when any step fails; later steps then do not run.
+    """
+    from detops.data.synth import synthesize
+    from detops.data.validate import failure_table, validate_dataset
+    from detops.data.versioning import version_dataset
+    from detops.engine.fit import fit
+    from detops.errors import DetopsError
+    from detops.evaluation import format_stats
+
+    data_root = Path(settings.project_root) / "data"
+    home = Path(settings.home)
+
+    echo(f"[1/4] synthesising a COCO-format dataset into {data_root} (seed {config.seed})")
+    summary = synthesize(data_root, seed=config.seed)
+    echo(f"      {summary}")
+
+    echo("[2/4] validating it with Great Expectations")
+    report = validate_dataset(data_root, docs_dir=home / "data-docs")
+    if not report.success:
+        from rich.console import Console
+
+        Console().print(failure_table(report))
+        raise DetopsError(f"{data_root}: failed validation; Data Docs at {report.docs_path}", exit_code=1)
+    echo(f"      valid; Data Docs at {report.docs_path}")
+
+    echo(f"[3/4] versioning it with DVC and pushing to the {settings.dvc_remote} remote")
+    version = version_dataset(data_root, settings=settings, push=True)
+    echo(
+        f"      dataset version {version.md5} ({version.files} files, {version.pushed} pushed to {version.remote})"
+    )
+
+    runs: dict[str, Any] = {}
+    for i, variant in enumerate(config.variants, start=1):
+        echo(
+            f"[4/4] training {variant} ({i}/{len(config.variants)}): {config.epochs} epochs at {config.img_size} px"
+        )
+        runs[variant] = fit(
+            variant,
+            data_root=data_root,
+            epochs=config.epochs,
+            out_dir=home / "runs" / f"demo-{variant}",
+            img_size=config.img_size,
+            batch_size=config.batch_size,
+            workers=config.workers,
+            seed=config.seed,
+        )
+    for variant, run in runs.items():
+        echo("")
+        echo(
+            f"COCO bbox mAP of {variant} on the val split (epoch {run['best_epoch']}, run {run['run_dir']}):"
+        )
+        echo(format_stats(run["final"]))
+    return {"version": {"md5": version.md5, "files": version.files}, "runs": runs}
