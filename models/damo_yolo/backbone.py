@@ -74,6 +74,7 @@ class TinyNasRes(nn.Module):
     """TinyNAS_res: Focus stem + 5 stages (k1kx blocks); outputs of stages 2, 4, 5 (strides 8/16/32)."""
 
     out_indices = (2, 4, 5)
+    out_channels: tuple[int, int, int]
 
     def __init__(self, *, stem_channels: int, stages: tuple[StageSpec, ...], act: str):
         super().__init__()
@@ -84,7 +85,8 @@ class TinyNasRes(nn.Module):
         for i, spec in enumerate(stages):
             self.block_list.append(ResStage(in_channels, spec, act=act, with_spp=i == len(stages) - 1))
             in_channels = spec.out_channels
-        self.out_channels = tuple(stages[i - 1].out_channels for i in self.out_indices)
+        c3, c4, c5 = (stages[i - 1].out_channels for i in self.out_indices)
+        self.out_channels = (c3, c4, c5)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         outs = []
@@ -131,6 +133,7 @@ class TinyNasCsp(nn.Module):
     """TinyNAS_csp: Focus stem + 4 CSP wrappers (last with SPP); outputs of wrappers 2, 3, 4."""
 
     out_indices = (2, 3, 4)
+    out_channels: tuple[int, int, int]
 
     def __init__(self, *, stem_channels: int, stages: tuple[StageSpec, ...], act: str):
         super().__init__()
@@ -141,7 +144,8 @@ class TinyNasCsp(nn.Module):
         for i, spec in enumerate(stages):
             self.csp_stage.append(CspWrapper(in_channels, spec, act=act, with_spp=i == len(stages) - 1))
             in_channels = spec.out_channels
-        self.out_channels = tuple(stages[i - 1].out_channels for i in self.out_indices)
+        c3, c4, c5 = (stages[i - 1].out_channels for i in self.out_indices)
+        self.out_channels = (c3, c4, c5)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         outs = []

@@ -22,7 +22,7 @@ def build_detector(config: DamoYoloConfig, *, num_classes: int) -> DamoYolo:
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if config.backbone == "res":
-        backbone: nn.Module = TinyNasRes(
+        backbone: TinyNasRes | TinyNasCsp = TinyNasRes(
             stem_channels=config.stem_channels, stages=config.stages, act=config.backbone_act
         )
     elif config.backbone == "csp":
@@ -55,7 +55,7 @@ def build_model(variant: Variant, *, num_classes: int = 80) -> DamoYolo:
 def _deployed_meta_copy(model: nn.Module) -> nn.Module:
     # Counting needs shapes only: on the meta device fusion and the forward pass cost no arithmetic.
     clone = copy.deepcopy(model).to("meta")
-    if hasattr(clone, "deploy"):
+    if isinstance(clone, DamoYolo):
         clone.deploy()
     return clone.eval()
 

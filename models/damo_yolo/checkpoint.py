@@ -69,7 +69,9 @@ def convert_checkpoint(variant: Variant, checkpoint: dict[str, Any], *, num_clas
         reinitialised: list[str] = []
         if n_src != num_classes:
             for k in cls_keys:
-                level, leaf = _CLS_KEY.match(k).groups()
+                match = _CLS_KEY.match(k)
+                assert match is not None  # cls_keys were selected by this pattern
+                level, leaf = match.groups()
                 weight_shape = expected[f"head.gfl_cls.{level}.weight"].shape
                 conv = nn.Conv2d(
                     weight_shape[1], weight_shape[0], weight_shape[2], padding=weight_shape[2] // 2

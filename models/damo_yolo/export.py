@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from models.damo_yolo.detector import DamoYolo
+
 
 class DamoYoloExport(nn.Module):
     """``forward(images [N, 3, H, W] float32 RGB 0-255)`` -> (scores [N, A, C], boxes [N, A, 4] xyxy
@@ -30,6 +32,8 @@ class DamoYoloExport(nn.Module):
 
 def export_wrapper(model: nn.Module) -> DamoYoloExport:
     """Deploy ``model`` in place (fuse RepConvs, eval mode) and wrap it for ``torch.onnx.export``."""
+    if not isinstance(model, DamoYolo):
+        raise ValueError(f"export_wrapper expects a DamoYolo model, got {type(model).__name__}")
     model.deploy()
     model.eval()
     return DamoYoloExport(model).eval()

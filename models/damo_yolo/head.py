@@ -7,6 +7,7 @@ per-level ``scales``; ``integral.project`` is the [reg_max + 1] bin-value buffer
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +26,8 @@ class Scale(nn.Module):
 
 class Integral(nn.Module):
     """Expectation of a softmax distribution over bins 0..reg_max: [..., reg_max+1] logits -> [...]."""
+
+    project: Tensor
 
     def __init__(self, reg_max: int):
         super().__init__()
@@ -91,17 +94,18 @@ class ZeroHead(nn.Module):
     def reset_parameters(self) -> None:
         """N(0, 0.01) weights; class bias at prior probability 0.01; regression bias 0."""
         for conv in self.gfl_cls:
-            self.reset_class_conv(conv)
+            self.reset_class_conv(cast(nn.Conv2d, conv))
         for conv in self.gfl_reg:
-            nn.init.normal_(conv.weight, std=0.01)
-            nn.init.zeros_(conv.bias)
+            reg = cast(nn.Conv2d, conv)
+            nn.init.normal_(reg.weight, std=0.01)
+            nn.init.zeros_(cast(Tensor, reg.bias))
 
     @staticmethod
     @torch.no_grad()
     def reset_class_conv(conv: nn.Conv2d) -> None:
         """Initialise one class conv: N(0, 0.01) weight, bias -log((1 - 0.01) / 0.01)."""
         nn.init.normal_(conv.weight, std=0.01)
-        nn.init.constant_(conv.bias, -math.log((1 - 0.01) / 0.01))
+        nn.init.constant_(cast(Tensor, conv.bias), -math.log((1 - 0.01) / 0.01))
 
     def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
         scores, reg_logits, sizes = [], [], []

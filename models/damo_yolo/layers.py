@@ -85,6 +85,8 @@ class ConvBN(nn.Module):
 
 def fold_conv_bn(weight: Tensor, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
     """Fold eval-mode BN into a bias-free conv: weight [O, I, k, k] -> (weight [O, I, k, k], bias [O])."""
+    if bn.running_var is None or bn.running_mean is None:
+        raise ValueError("cannot fold a BatchNorm2d that does not track running statistics")
     std = (bn.running_var + bn.eps).sqrt()
     factor = bn.weight / std
     return weight * factor.reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * factor
@@ -126,6 +128,7 @@ class RepConv(nn.Module):
         conv = conv.to(device=k3.device, dtype=k3.dtype)
         # A 1x1 kernel is a 3x3 kernel that is zero off-centre (padding 1 vs 0 keeps the alignment).
         conv.weight.copy_(k3 + nn.functional.pad(k1, [1, 1, 1, 1]))
+        assert conv.bias is not None  # built with bias=True
         conv.bias.copy_(b3 + b1)
         del self.rbr_dense
         del self.rbr_1x1
