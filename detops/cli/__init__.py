@@ -31,7 +31,8 @@ demo.register(app)
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # In non-standalone mode click returns a command's typer.Exit code instead of exiting.
+        result = app(args=argv, standalone_mode=False)
     except DetopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

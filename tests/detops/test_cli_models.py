@@ -32,3 +32,18 @@ def test_table_output_and_unknown_variant(capsys):
     assert "rtdetrv2_m" in capsys.readouterr().out
     assert main(["models", "list", "--variant", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_typer_exit_codes_reach_the_process(capsys):
+    import typer
+
+    from detops.cli import app
+
+    @app.command("_exit-probe", hidden=True)
+    def probe() -> None:
+        raise typer.Exit(3)
+
+    try:
+        assert main(["_exit-probe"]) == 3
+    finally:
+        app.registered_commands.pop()
