@@ -40,6 +40,25 @@ def candidate_masks(
     return candidate, in_box & in_center
 
 
+def alignment_class_cost(scores: Tensor, ious: Tensor, gt_labels: Tensor, *, eps: float = 1e-7) -> Tensor:
+    """AlignOTA classification cost sum_c BCE(p_c, t_c) * |t_c - p_c|^2 with soft target t = onehot * IoU.
+
+    Computed without the [N, G, C] tensor: every class but the GT's has target 0, so the sum is the
+    all-negative sum per anchor, minus the GT class's negative term, plus its positive term.
+
+    Args:
+        scores: [N, C] probabilities; ious: [N, G]; gt_labels: int64 [G].
+    Returns:
+        [N, G] cost.
+    """
+    p = scores.clamp(eps, 1 - eps)
+    negative = -(1 - p).log() * scores.pow(2)  # [N, C]: BCE(p, 0) * p^2
+    p_gt = p[:, gt_labels]  # [N, G]
+    raw_gt = scores[:, gt_labels]
+    positive = -(ious * p_gt.log() + (1 - ious) * (1 - p_gt).log()) * (ious - raw_gt).pow(2)
+    return negative.sum(dim=1, keepdim=True) - negative[:, gt_labels] + positive
+
+
 def dynamic_k_matching(cost: Tensor, ious: Tensor, *, candidate_topk: int = 10) -> tuple[Tensor, Tensor]:
     """SimOTA dynamic-k matching on candidate anchors.
 
@@ -107,14 +126,13 @@ def align_ota_assign(
     ious, _ = box_iou(pred_boxes[cand_idx], gt_boxes)
     iou_cost = -torch.log(ious + eps)
 
-    p = pred_scores[cand_idx].float()[:, None, :]  # [N, 1, C]
-    onehot = torch.nn.functional.one_hot(gt_labels.long(), pred_scores.shape[1]).to(p.dtype)  # [G, C]
-    soft = onehot[None, :, :] * ious[:, :, None]  # [N, G, C]
-    pc = p.clamp(eps, 1 - eps)
-    bce = -(soft * pc.log() + (1 - soft) * (1 - pc).log())
-    cls_cost = (bce * (soft - p).abs().pow(2)).sum(dim=-1)
+    cls_cost = alignment_class_cost(pred_scores[cand_idx].float(), ious, gt_labels, eps=eps)
 
-    cost = cls_weight * cls_cost + iou_weight * iou_cost + _OUTSIDE_COST * (~in_both[cand_idx]).to(p.dtype)
+    cost = (
+        cls_weight * cls_cost
+        + iou_weight * iou_cost
+        + _OUTSIDE_COST * (~in_both[cand_idx]).to(cls_cost.dtype)
+    )
     matched, gt_index = dynamic_k_matching(cost, ious, candidate_topk=candidate_topk)
     pos = cand_idx[matched]
     assigned[pos] = gt_index[matched]

@@ -6,7 +6,12 @@ import math
 
 import torch
 
-from models.damo_yolo.assigner import align_ota_assign, candidate_masks, dynamic_k_matching
+from models.damo_yolo.assigner import (
+    align_ota_assign,
+    alignment_class_cost,
+    candidate_masks,
+    dynamic_k_matching,
+)
 from models.damo_yolo.head import anchor_points
 from models.damo_yolo.losses import box_to_distance, distribution_focal_loss, giou_loss, quality_focal_loss
 
@@ -98,3 +103,14 @@ def test_align_ota_assigns_inside_anchors_with_ious() -> None:
         scores, pred, points, strides, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)
     )
     assert torch.all(empty == -1) and torch.all(empty_iou == 0)
+
+
+def test_class_cost_equals_the_dense_formula() -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.rand(40, 6, generator=gen)
+    ious = torch.rand(40, 3, generator=gen)
+    labels = torch.tensor([4, 0, 4])
+    soft = torch.nn.functional.one_hot(labels, 6).float()[None] * ious[:, :, None]  # [N, G, C]
+    p = scores[:, None, :].expand_as(soft)
+    dense = (torch.nn.functional.binary_cross_entropy(p, soft, reduction="none") * (soft - p).pow(2)).sum(-1)
+    torch.testing.assert_close(alignment_class_cost(scores, ious, labels), dense, rtol=1e-5, atol=1e-6)
