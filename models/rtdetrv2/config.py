@@ -8,7 +8,7 @@ ResNet34-vd "M*" model. ``rtdetrv2_tiny`` is a test-only row on the same code pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from models.variants import Published, Variant
 
@@ -60,17 +60,17 @@ class RTDETRv2Config:
     eval_spatial_size: int = 640
 
 
-_R18 = {"blocks_per_stage": (2, 2, 2, 2), "bottleneck": False}
-_R34 = {"blocks_per_stage": (3, 4, 6, 3), "bottleneck": False}
-_R50 = {"blocks_per_stage": (3, 4, 6, 3), "bottleneck": True, "freeze_stem": True, "freeze_norm": True}
-_R101 = {"blocks_per_stage": (3, 4, 23, 3), "bottleneck": True, "freeze_stem": True, "freeze_norm": True}
+_R18 = RTDETRv2Config(blocks_per_stage=(2, 2, 2, 2), bottleneck=False)
+_R34 = RTDETRv2Config(blocks_per_stage=(3, 4, 6, 3), bottleneck=False)
+_R50 = RTDETRv2Config(blocks_per_stage=(3, 4, 6, 3), bottleneck=True, freeze_stem=True, freeze_norm=True)
+_R101 = replace(_R50, blocks_per_stage=(3, 4, 23, 3))
 
 CONFIGS: dict[str, RTDETRv2Config] = {
-    "rtdetrv2_s": RTDETRv2Config(**_R18, expansion=0.5, decoder_layers=3),
-    "rtdetrv2_m": RTDETRv2Config(**_R50, expansion=0.5, decoder_layers=6, eval_idx=2),
-    "rtdetrv2_l": RTDETRv2Config(**_R50, expansion=1.0, decoder_layers=6),
-    "rtdetrv2_x": RTDETRv2Config(**_R101, encoder_dim=384, encoder_ffn_dim=2048, decoder_layers=6),
-    "rtdetrv2_m_r34": RTDETRv2Config(**_R34, expansion=0.5, decoder_layers=4),
+    "rtdetrv2_s": replace(_R18, expansion=0.5, decoder_layers=3),
+    "rtdetrv2_m": replace(_R50, expansion=0.5, decoder_layers=6, eval_idx=2),
+    "rtdetrv2_l": replace(_R50, expansion=1.0, decoder_layers=6),
+    "rtdetrv2_x": replace(_R101, encoder_dim=384, encoder_ffn_dim=2048, decoder_layers=6),
+    "rtdetrv2_m_r34": replace(_R34, expansion=0.5, decoder_layers=4),
     # Test-only: small BasicBlock PResNet, 64-wide transformer, 2 decoder layers, anchors cached at 128.
     "rtdetrv2_tiny": RTDETRv2Config(
         blocks_per_stage=(1, 1, 1, 1),

@@ -9,7 +9,7 @@ eval size).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -99,6 +99,9 @@ class RTDETRDecoder(nn.Module):
         eval_spatial_size: input size whose anchors are cached as buffers.
     """
 
+    anchors: Tensor
+    valid_mask: Tensor
+
     def __init__(
         self,
         *,
@@ -159,17 +162,17 @@ class RTDETRDecoder(nn.Module):
     def reset_parameters(self) -> None:
         """Class priors 0.01, zero last box layers (start at the anchor), xavier for projections."""
         prior = bias_init_with_prob(0.01)
-        nn.init.constant_(self.enc_score_head.bias, prior)
+        for cls in [self.enc_score_head, *self.dec_score_head]:
+            nn.init.constant_(cast(nn.Linear, cls).bias, prior)
         for head in [self.enc_bbox_head, *self.dec_bbox_head]:
-            nn.init.zeros_(head.layers[-1].weight)
-            nn.init.zeros_(head.layers[-1].bias)
-        for cls in self.dec_score_head:
-            nn.init.constant_(cls.bias, prior)
-        nn.init.xavier_uniform_(self.enc_output.proj.weight)
+            last = cast(nn.Linear, cast(MLP, head).layers[-1])
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        nn.init.xavier_uniform_(cast(nn.Linear, self.enc_output.proj).weight)
         for layer in self.query_pos_head.layers:
-            nn.init.xavier_uniform_(layer.weight)
+            nn.init.xavier_uniform_(cast(nn.Linear, layer).weight)
         for proj in self.input_proj:
-            nn.init.xavier_uniform_(proj.conv.weight)
+            nn.init.xavier_uniform_(cast(nn.Conv2d, proj.conv).weight)
 
     def forward(self, feats: list[Tensor], targets: list[dict[str, Tensor]] | None = None) -> dict[str, Any]:
         """Encoder maps -> raw outputs (same keys in train and eval).

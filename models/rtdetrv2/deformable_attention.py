@@ -86,6 +86,8 @@ class MSDeformableAttention(nn.Module):
     ``num_points_scale`` (1 / points of the point's level), as in the official checkpoints.
     """
 
+    num_points_scale: Tensor
+
     def __init__(self, dim: int, heads: int, num_points: tuple[int, ...], *, method: str = "default") -> None:
         super().__init__()
         if dim % heads:

@@ -44,6 +44,7 @@ class RepVggBlock(nn.Module):
         k1, b1 = _fold_bn(self.conv2)
         conv = nn.Conv2d(self.ch_in, self.ch_out, 3, 1, padding=1, bias=True)
         conv.weight.copy_(k3 + F.pad(k1, [1, 1, 1, 1]))
+        assert conv.bias is not None  # created with bias=True
         conv.bias.copy_(b3 + b1)
         self.conv = conv.to(k3.device)
 
@@ -51,6 +52,8 @@ class RepVggBlock(nn.Module):
 def _fold_bn(layer: ConvNormLayer) -> tuple[Tensor, Tensor]:
     """(kernel, bias) of conv followed by eval-mode BatchNorm."""
     bn = layer.norm
+    if not isinstance(bn, nn.BatchNorm2d) or bn.running_var is None or bn.running_mean is None:
+        raise ValueError("RepVGG fusion needs BatchNorm2d layers with running statistics")
     std = (bn.running_var + bn.eps).sqrt()
     scale = bn.weight / std
     return layer.conv.weight * scale.reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
@@ -115,6 +118,8 @@ class HybridEncoder(nn.Module):
         expansion / depth_mult: CSPRep hidden ratio and RepVGG-count multiplier (3 blocks at 1.0).
         eval_spatial_size: input size whose position embedding is cached (non-persistent buffer).
     """
+
+    pos_embed: Tensor
 
     def __init__(
         self,

@@ -71,7 +71,13 @@ class Stage(nn.Module):
     """``count`` blocks; the first one strides and projects. Keys ``blocks.{b}``."""
 
     def __init__(
-        self, block: type[nn.Module], ch_in: int, ch_out: int, count: int, stride: int, frozen_norm: bool
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        ch_in: int,
+        ch_out: int,
+        count: int,
+        stride: int,
+        frozen_norm: bool,
     ) -> None:
         super().__init__()
         blocks = []

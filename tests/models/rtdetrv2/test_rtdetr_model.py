@@ -153,3 +153,21 @@ def test_deploy_fuses_repvgg_with_parity(name: str) -> None:
         # Full-model parity; the random-init S model has near-tied top-k scores, so it is checked per map.
         torch.testing.assert_close(out_before["pred_logits"], out_after["pred_logits"], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(out_before["pred_boxes"], out_after["pred_boxes"], rtol=1e-4, atol=1e-4)
+
+
+def test_discrete_sampling_option_trains_without_offset_gradients() -> None:
+    from dataclasses import replace
+
+    from models.rtdetrv2.detector import build_rtdetrv2
+
+    cfg = replace(rtdetrv2.VARIANTS["rtdetrv2_tiny"].config, cross_attn_method="discrete")
+    torch.manual_seed(0)
+    model = build_rtdetrv2(cfg, num_classes=NUM_CLASSES).train()
+    criterion = rtdetrv2.build_criterion(rtdetrv2.VARIANTS["rtdetrv2_tiny"], num_classes=NUM_CLASSES)
+    targets = _targets()
+    out = model(torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5)), targets)
+    criterion(out, targets, image_size=(SIZE, SIZE))["loss"].backward()
+    offsets = [layer.cross_attn.sampling_offsets for layer in model.decoder.decoder.layers]
+    assert all(not p.requires_grad and p.grad is None for o in offsets for p in o.parameters())
+    weights = model.decoder.decoder.layers[0].cross_attn.attention_weights.weight
+    assert weights.grad is not None and torch.isfinite(weights.grad).all()
