@@ -56,13 +56,13 @@ def device_for(device: str, info: DistInfo) -> torch.device:
     return torch.device(device)
 
 
-def wrap(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
-    """DDP-wrap ``model`` when distributed. ``find_unused_parameters`` because a batch can leave
-    branches idle (RT-DETRv2's denoising queries on a batch without objects)."""
+def wrap(model: nn.Module, info: DistInfo, device: torch.device, *, find_unused: bool = False) -> nn.Module:
+    """DDP-wrap ``model`` when distributed. ``find_unused`` for models whose batches can leave
+    branches idle (RT-DETRv2's denoising queries on a batch without objects); it costs a graph walk."""
     if not info.enabled:
         return model
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:

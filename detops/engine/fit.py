@@ -205,7 +205,7 @@ def train(
     scheduler = IterScheduler(optimizer, build_schedule(recipe, epochs=config.epochs, iters_per_epoch=iters))
     ema = ModelEMA(model, decay=recipe.ema_decay, ramp=recipe.ema_ramp) if config.ema else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    ddp_model = dist_utils.wrap(model, info, device)
+    ddp_model = dist_utils.wrap(model, info, device, find_unused=variant.family == "rtdetrv2")
 
     start_epoch, best_map, best_epoch, history = 0, -1.0, 0, []
     if resume_from is not None:
