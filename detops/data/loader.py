@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from detops.data.dataset import collate
+from detops.data.dataset import CocoDetection, collate
 
 
 class SeededRandomSampler(Sampler[int]):
@@ -57,7 +57,7 @@ def _seed_worker(worker_id: int) -> None:
 
 
 def build_loader(
-    dataset: Dataset,
+    dataset: CocoDetection,
     *,
     batch_size: int,
     shuffle: bool,
@@ -69,8 +69,9 @@ def build_loader(
     """A loader yielding ``(images [B, 3, H, W], targets list)`` batches (see ``dataset.collate``).
 
     ``batch_size`` is per process. With ``distributed`` each rank gets a disjoint shard (training:
-    the ``DistributedSampler`` seeded with ``seed``; evaluation: every world-size-th image, unpadded). Workers are re-created every epoch so a change of
-    the dataset's epoch or transform (the no-augmentation tail) reaches them.
+    the ``DistributedSampler`` seeded with ``seed``; evaluation: every world-size-th image,
+    unpadded). Workers are re-created every epoch so a change of the dataset's epoch or transform
+    (the no-augmentation tail) reaches them.
     """
     sampler: Any
     if distributed and shuffle:

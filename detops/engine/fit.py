@@ -273,9 +273,9 @@ def train(
             record.update({f"val/{k}": val[k] for k in METRIC_KEYS})
         record["time_s"] = time.perf_counter() - t_epoch
         history.append(record)
-        current_map = record.get("val/AP")
+        current_map: float | None = record.get("val/AP")
         is_best = current_map is not None and current_map > best_map
-        if is_best:
+        if current_map is not None and is_best:
             best_map, best_epoch = current_map, epoch + 1
         if info.is_main:
             payload = {

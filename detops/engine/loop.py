@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from detops.data.augment_rtdetr import resize_batch
+from detops.data.dataset import CocoDetection
 from detops.engine.callbacks import emit
 from detops.engine.distributed import DistInfo, gather_objects
 from detops.engine.ema import ModelEMA
@@ -198,6 +199,8 @@ def evaluate(
     """COCO bbox statistics of ``model`` on ``loader``'s dataset (a ``CocoDetection``); see
     ``detops.evaluation`` for the returned stats dict. Every rank gets the same dict."""
     dataset = loader.dataset
+    if not isinstance(dataset, CocoDetection):
+        raise TypeError(f"evaluate needs a loader over a CocoDetection, got {type(dataset).__name__}")
     results = predict(
         model,
         postprocessor,
