@@ -86,3 +86,26 @@ def test_schedules() -> None:
     r2 = recipe_for(models.get_variant("rtdetrv2_s"), epochs=120, iters_per_epoch=7000, total_batch=16)
     fn2 = build_schedule(r2, epochs=120, iters_per_epoch=7000)
     assert fn2(0) == pytest.approx(1 / 2000) and fn2(1999) == 1.0 and fn2(10**6) == 1.0
+
+
+def test_pipelines_and_multi_scale() -> None:
+    from detops.engine.recipes import multi_scale_sizes
+
+    assert multi_scale_sizes(640) == (480, 512, 544, 576, 608, 640, 640, 640, 672, 704, 736, 768, 800)
+    assert all(s % 32 == 0 for s in multi_scale_sizes(320))
+    damo, rt = models.get_variant("damo_yolo_t"), models.get_variant("rtdetrv2_s")
+    names = lambda p: [type(t).__name__ for t in p.transforms]  # noqa: E731
+    assert names(train_pipeline(damo, size=640, augment=True))[:3] == ["Mosaic", "RandomAffine", "MixUp"]
+    assert names(train_pipeline(rt, size=640, augment=True))[:3] == [
+        "PhotometricDistort",
+        "ZoomOut",
+        "RandomApply",
+    ]
+    assert names(train_pipeline(rt, size=640, augment=False)) == [
+        "StretchResize",
+        "HorizontalFlip",
+        "Sanitize",
+        "ToTensor",
+    ]
+    assert train_pipeline(damo, size=64, augment=False).transforms[-1].pixel_scale == 255.0
+    assert train_pipeline(rt, size=64, augment=False).transforms[-1].pixel_scale == 1.0
