@@ -244,6 +244,11 @@ class RTDETRDecoder(nn.Module):
         self, memory: Tensor, shapes: list[tuple[int, int]]
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Top-Q encoder tokens by max class logit -> (content, ref box logits, their logits, boxes)."""
+        if memory.shape[1] < self.num_queries:
+            raise ValueError(
+                f"input too small: {memory.shape[1]} encoder tokens for {self.num_queries} queries "
+                f"(feature maps {shapes}); use a larger image size"
+            )
         if self.training or self.anchors.shape[1] != memory.shape[1]:
             anchors, valid = generate_anchors(shapes, device=memory.device)
         else:
