@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -50,6 +51,8 @@ def train(
             weights=weights,
             overrides={"augment": not no_augment},
         )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun only rank 0 reports
     typer.echo(
         f"done: best mAP {summary['best_map']:.4f} at epoch {summary['best_epoch']}; "
         f"checkpoints in {summary['run_dir']} ({summary['wall_time_s']:.0f} s)"

@@ -1,6 +1,6 @@
 """Multi-process training through ``torchrun`` (DDP): NCCL on CUDA, gloo on CPU.
 
-``torchrun --nproc_per_node N -m detops.cli train ...`` sets ``RANK`` / ``WORLD_SIZE`` /
+``torchrun --standalone --nproc_per_node N -m detops.cli train ...`` sets ``RANK`` / ``WORLD_SIZE`` /
 ``LOCAL_RANK``; ``init_from_env`` reads them. A plain ``detops train`` is world size 1 and never
 touches ``torch.distributed``.
 """
