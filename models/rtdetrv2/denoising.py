@@ -89,16 +89,21 @@ def contrastive_denoising_group(
 
     if label_noise_ratio > 0:
         flip = (rand(tuple(cls.shape)) < label_noise_ratio * 0.5) & pad
-        new = torch.randint(0, num_classes, tuple(cls.shape), generator=generator, device=device)
+        # int32 / float draws consume the RNG as upstream does, so a seeded run reproduces its noise.
+        new = torch.randint(
+            0, num_classes, tuple(cls.shape), generator=generator, device=device, dtype=torch.int32
+        ).to(torch.int64)
         cls = torch.where(flip, new, cls)
     if box_noise_scale > 0:
         xyxy = box_cxcywh_to_xyxy(box)
         diff = box[..., 2:].tile(1, 1, 2) * 0.5 * box_noise_scale
-        sign = torch.randint(0, 2, tuple(box.shape), generator=generator, device=device).to(dtype) * 2 - 1
+        sign = torch.randint(0, 2, tuple(box.shape), generator=generator, device=device, dtype=dtype) * 2 - 1
         part = rand(tuple(box.shape))
         part = (part + 1.0) * negative + part * (1 - negative)
         xyxy = (xyxy + sign * part * diff).clamp(0.0, 1.0)
-        box = box_xyxy_to_cxcywh(xyxy).abs()
+        # Corners may cross (negative width/height); like upstream, these are not mirrored but
+        # clamp to the smallest logit in inverse_sigmoid.
+        box = box_xyxy_to_cxcywh(xyxy)
     box_logits = inverse_sigmoid(box)
 
     size = total + num_queries
