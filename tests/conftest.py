@@ -1,7 +1,10 @@
-"""Shared fixtures: a tiny synthetic COCO dataset built once per test session."""
+"""Shared fixtures: a tiny synthetic COCO dataset built once per test session, git+DVC projects."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,3 +23,32 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth") / "data"
     synthesize(root, train=SYNTH_TRAIN, val=SYNTH_VAL, size=SYNTH_SIZE, seed=SYNTH_SEED, progress=False)
     return root
+
+
+def _git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a throwaway identity; returns stdout."""
+    cmd = ["git", "-c", "user.name=detops-test", "-c", "user.email=test@detops.invalid", *args]
+    return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def make_dvc_project() -> Callable[[Path], Path]:
+    """A factory: ``make_dvc_project(path)`` creates a git repository with DVC initialised and
+    ``/data/`` and ``/.detops/`` ignored, commits it, and returns ``path``."""
+
+    def make(path: Path) -> Path:
+        path.mkdir()
+        _git(path, "init", "-q")
+        subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=path, check=True)
+        (path / ".gitignore").write_text("/data/\n/.detops/\n")
+        _git(path, "add", ".")
+        _git(path, "commit", "-q", "-m", "init")
+        return path
+
+    return make
+
+
+@pytest.fixture
+def git() -> Callable[..., str]:
+    """``git(cwd, *args) -> stdout`` with a throwaway identity."""
+    return _git

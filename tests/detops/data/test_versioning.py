@@ -7,8 +7,6 @@ import json
 import logging
 import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,21 +42,6 @@ def s3_endpoint() -> Iterator[str]:
         server.stop()
 
 
-def _git(cwd: Path, *args: str) -> str:
-    cmd = ["git", "-c", "user.name=detops-test", "-c", "user.email=test@detops.invalid", *args]
-    return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def _project(path: Path) -> Path:
-    path.mkdir()
-    _git(path, "init", "-q")
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=path, check=True)
-    (path / ".gitignore").write_text("/data/\n/.detops/\n")
-    _git(path, "add", ".")
-    _git(path, "commit", "-q", "-m", "init")
-    return path
-
-
 def _settings(project: Path, endpoint: str, bucket: str) -> Settings:
     return Settings(
         project_root=project,
@@ -79,10 +62,10 @@ def _digest(root: Path) -> dict[str, str]:
     }
 
 
-def test_s3_round_trip_through_fresh_clone(tmp_path: Path, s3_endpoint: str) -> None:
+def test_s3_round_trip_through_fresh_clone(tmp_path: Path, s3_endpoint: str, make_dvc_project, git) -> None:
     import boto3
 
-    project = _project(tmp_path / "project")
+    project = make_dvc_project(tmp_path / "project")
     synthesize(project / "data", train=4, val=2, size=64, seed=0, progress=False)
     settings = _settings(project, s3_endpoint, "detops-roundtrip")
     version = version_dataset(project / "data", settings=settings, push=True, sample_images=None)
@@ -99,17 +82,17 @@ def test_s3_round_trip_through_fresh_clone(tmp_path: Path, s3_endpoint: str) -> 
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="detops-roundtrip")["Contents"]]
     assert len(keys) == version.pushed and all(k.startswith("datasets/dvc/") for k in keys)
 
-    _git(project, "add", "data.dvc", ".gitignore")
-    _git(project, "commit", "-q", "-m", "data")
+    git(project, "add", "data.dvc", ".gitignore")
+    git(project, "commit", "-q", "-m", "data")
     # Credentials live only in the git-ignored .dvc/config.local.
     local = project / ".dvc" / "config.local"
     assert SECRET_KEY in local.read_text() and local.stat().st_mode & 0o077 == 0
-    tracked = _git(project, "ls-files").split()
+    tracked = git(project, "ls-files").split()
     assert ".dvc/config.local" not in tracked
     assert all(SECRET_KEY not in (project / f).read_text(errors="ignore") for f in tracked)
 
     clone = tmp_path / "clone"
-    _git(tmp_path, "clone", "-q", str(project), str(clone))
+    git(tmp_path, "clone", "-q", str(project), str(clone))
     assert not (clone / "data").exists() and not (clone / ".dvc" / "config.local").exists()
     pulled = pull_dataset(settings=_settings(clone, s3_endpoint, "detops-roundtrip"))
     assert pulled.md5 == version.md5
@@ -117,8 +100,8 @@ def test_s3_round_trip_through_fresh_clone(tmp_path: Path, s3_endpoint: str) -> 
     assert len(_digest(clone / "data")) == version.files
 
 
-def test_invalid_dataset_refused(tmp_path: Path) -> None:
-    project = _project(tmp_path / "project")
+def test_invalid_dataset_refused(tmp_path: Path, make_dvc_project) -> None:
+    project = make_dvc_project(tmp_path / "project")
     synthesize(project / "data", train=2, val=2, size=64, seed=0, progress=False)
     ann = project / "data" / "annotations" / "instances_val.json"
     data = json.loads(ann.read_text())
@@ -132,8 +115,8 @@ def test_invalid_dataset_refused(tmp_path: Path) -> None:
     assert not (project / "data.dvc").exists() and not (tmp_path / "remote").exists()
 
 
-def test_local_remote_and_root_elsewhere(tmp_path: Path) -> None:
-    project = _project(tmp_path / "project")
+def test_local_remote_and_root_elsewhere(tmp_path: Path, make_dvc_project) -> None:
+    project = make_dvc_project(tmp_path / "project")
     synthesize(project / "data", train=2, val=1, size=64, seed=0, progress=False)
     settings = Settings(project_root=project, dvc_local_remote=tmp_path / "remote")
     version = version_dataset(project / "data", settings=settings, push=True, sample_images=0)

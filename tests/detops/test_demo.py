@@ -1,0 +1,58 @@
+"""The main job end to end on a scratch project: every step runs for real, on tiny sizes."""
+
+from pathlib import Path
+
+import pytest
+
+from detops.demo import DemoConfig, run_demo
+from detops.errors import DetopsError
+from detops.settings import Settings
+
+TINY = DemoConfig(
+    train_images=6,
+    val_images=3,
+    synth_size=96,
+    variants=("damo_yolo_tiny", "rtdetrv2_tiny"),
+    epochs=1,
+    img_size=64,
+    batch_size=3,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*")
+
+
+def test_demo_synthesises_validates_versions_trains_and_evaluates(tmp_path, make_dvc_project):
+    project = make_dvc_project(tmp_path / "project")
+    settings = Settings(project_root=project)
+    lines: list[str] = []
+    result = run_demo(settings=settings, config=TINY, echo=lines.append)
+
+    assert (project / "data.dvc").is_file()
+    assert len(result["version"]["md5"]) == 32 and result["version"]["files"] == 6 + 3 + 2
+    assert any(Path(settings.dvc_local_remote).rglob("*")), "the local remote received the push"
+    assert set(result["stats"]) == {"damo_yolo_tiny", "rtdetrv2_tiny"}
+    for variant, stats in result["stats"].items():
+        assert 0.0 <= stats["AP"] <= 1.0 and len(stats["stats"]) == 12
+        assert Path(result["runs"][variant]["checkpoints"]["best"]).is_file()
+    text = "\n".join(lines)
+    assert "dataset version " + result["version"]["md5"] in text
+    assert text.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all") == 2
+
+
+def test_demo_stops_before_training_when_data_is_invalid(tmp_path, make_dvc_project, monkeypatch):
+    project = make_dvc_project(tmp_path / "project")
+    import detops.data.synth as synth
+
+    real = synth.synthesize
+
+    def corrupting(out, **options):
+        summary = real(out, **options)
+        next(Path(out, "val").glob("*.jpg")).unlink()  # an annotated image file goes missing
+        return summary
+
+    monkeypatch.setattr(synth, "synthesize", corrupting)
+    lines: list[str] = []
+    with pytest.raises(DetopsError, match="failed validation"):
+        run_demo(settings=Settings(project_root=project), config=TINY, echo=lines.append)
+    assert not (project / "data.dvc").exists()
+    assert not any("training" in line for line in lines)
