@@ -15,7 +15,9 @@ def register(app: typer.Typer) -> None:
 def export_cmd(
     variant: str = typer.Argument(..., help="Variant name, e.g. damo_yolo_t."),
     out: Path = typer.Option(..., "--out", "-o", help="ONNX file to write (atomically)."),
-    weights: Path | None = typer.Option(None, help="detops weight file or training checkpoint; default: random init."),
+    weights: Path | None = typer.Option(
+        None, help="detops weight file or training checkpoint; default: random init."
+    ),
     img_size: int | None = typer.Option(None, help="Square input size; default the variant's (640)."),
     opset: int = typer.Option(17, min=17, help="ONNX opset."),
 ) -> None:
@@ -42,4 +44,6 @@ def export_cmd(
     with Console(stderr=True).status(f"exporting {variant} and checking it with ONNX Runtime"):
         report = export_onnx(variant, model, out, image_size=img_size, opset=opset)
     errors = ", ".join(f"{k} {v:.1e}" for k, v in report.max_rel_error.items())
-    typer.echo(f"wrote {report.path} (opset {report.opset}); ONNX Runtime vs PyTorch relative error: {errors}")
+    typer.echo(
+        f"wrote {report.path} (opset {report.opset}); ONNX Runtime vs PyTorch relative error: {errors}"
+    )
