@@ -11,6 +11,7 @@ import copy
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -89,7 +90,7 @@ def export_onnx(
     spec = models.get_variant(variant)
     size = image_size or spec.input_size
     deployed = copy.deepcopy(model).eval()
-    deployed.deploy()
+    cast(Any, deployed).deploy()  # every family's detector has deploy(); nn.Module's typing cannot say so
     wrapper = models.family_module(variant).export_wrapper(deployed).eval()
     trace_inputs = wrapper.example_inputs(1, size)
     generator = torch.Generator().manual_seed(seed)
