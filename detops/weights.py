@@ -53,7 +53,7 @@ def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
         obj = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip errors, unpickling refusals, truncated files all land here
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DetopsError(f"{src}: not a readable PyTorch checkpoint ({reason})") from None
+        raise DetopsError(f"{src}: corrupt or not a readable PyTorch checkpoint ({reason})") from None
     if not isinstance(obj, dict):
         raise DetopsError(f"{src}: expected a dict at the top level, found {type(obj).__name__}")
     return obj

@@ -20,6 +20,7 @@ import torch
 
 from detops.errors import DetopsError
 from detops.fileio import atomic_path
+from detops.weights import load_checkpoint_file
 
 CHECKPOINT_FORMAT = "detops.checkpoint/1"
 
@@ -64,14 +65,8 @@ def read_checkpoint(path: str | Path, *, variant: str | None = None) -> dict[str
     """Load a detops checkpoint or weight file; one-line ``DetopsError`` for a missing or corrupt file,
     an unknown format, or (``variant`` given) a file made for another variant."""
     src = Path(path)
-    if not src.is_file():
-        raise DetopsError(f"checkpoint file not found: {src}")
-    try:
-        obj = torch.load(src, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, garbage bytes, refused pickles all land here
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise DetopsError(f"checkpoint {src} is corrupt or not a PyTorch file ({reason})") from None
-    if not isinstance(obj, dict) or "model" not in obj or "variant" not in obj:
+    obj = load_checkpoint_file(src)
+    if "model" not in obj or "variant" not in obj:
         raise DetopsError(
             f"checkpoint {src}: not a detops checkpoint or weight file (no 'variant'/'model' fields)"
         )
