@@ -18,7 +18,8 @@ class Published:
     ``params_exact`` is the upstream parameter count of the form the family reports (DAMO-YOLO: after
     RepConv fusion; RT-DETRv2: all parameters plus frozen-BN affine/statistics counted as upstream).
     Latencies are T4 TensorRT FP16 batch-1 milliseconds: ``t4_ms_upstream`` as published by the
-    authors, ``t4_ms_table`` as in the comparison table this project reproduces.
+    authors, ``t4_ms_table`` as in the comparison table this project reproduces (``None`` for a row
+    that table does not have).
     """
 
     map_50_95: float
@@ -26,7 +27,7 @@ class Published:
     gflops: float
     params_exact: int
     t4_ms_upstream: float
-    t4_ms_table: float
+    t4_ms_table: float | None
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,10 @@ def list_cmd(
             f"{meas['params']:,}" if meas else "-",
             f"{pub['gflops']:.1f}" if pub else "-",
             f"{meas['gflops']:.2f}" if meas else "-",
-            f"{pub['t4_ms_upstream']:.2f} / {pub['t4_ms_table']:.2f}" if pub else "-",
+            "-"
+            if pub is None
+            else f"{pub['t4_ms_upstream']:.2f} / "
+            + ("-" if pub["t4_ms_table"] is None else f"{pub['t4_ms_table']:.2f}"),
         )
     # Pipes and logs get the full table rather than one wrapped to an 80-column default.
     Console(width=None if sys.stdout.isatty() else 160).print(table)

@@ -99,8 +99,8 @@ _PUBLISHED: dict[str, Published | None] = {
     "rtdetrv2_l": Published(53.4, 42, 136, 42_891_372, 9.26, 9.76),
     "rtdetrv2_x": Published(54.3, 76, 259, 76_556_268, 13.51, 15.03),
     # M* (R34): 49.9 AP, 31 M, 92 GFLOPs, 161 FPS upstream. It is not in the comparison table, so
-    # t4_ms_table repeats the upstream figure rather than inventing one.
-    "rtdetrv2_m_r34": Published(49.9, 31, 92, 31_441_668, 6.21, 6.21),
+    # Not a row of the comparison table, so it has no t4_ms_table figure.
+    "rtdetrv2_m_r34": Published(49.9, 31, 92, 31_441_668, 6.21, None),
     "rtdetrv2_tiny": None,
 }
 
