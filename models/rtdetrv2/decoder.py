@@ -73,6 +73,7 @@ class DecoderLayer(nn.Module):
     ) -> Tensor:
         """target [B, Q, dim], ref_boxes [B, Q, 4] (sigmoid cxcywh), memory [B, sum HW, dim] -> [B, Q, dim]."""
         q = target + query_pos
+        # need_weights=False as upstream: the fused attention kernel (and upstream's FLOP count).
         attn = self.self_attn(q, q, value=target, attn_mask=attn_mask, need_weights=False)[0]
         target = self.norm1(target + attn)
         target = self.norm2(target + self.cross_attn(target + query_pos, ref_boxes, memory, spatial_shapes))

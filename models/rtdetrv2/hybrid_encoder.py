@@ -92,6 +92,7 @@ class AIFILayer(nn.Module):
     def forward(self, src: Tensor, pos: Tensor) -> Tensor:
         """src [B, L, dim], pos [1, L, dim] -> [B, L, dim]."""
         q = src + pos
+        # need_weights=False as upstream: the fused attention kernel (and upstream's FLOP count).
         src = self.norm1(src + self.self_attn(q, q, value=src, need_weights=False)[0])
         return self.norm2(src + self.linear2(F.gelu(self.linear1(src))))
 
@@ -170,7 +171,7 @@ class HybridEncoder(nn.Module):
         if self.training or pos.shape[1] != h * w:
             pos = sincos_position_embedding_2d(w, h, embed_dim=self.dim).to(top.device, top.dtype)
         tokens = self.encoder[0](top.flatten(2).permute(0, 2, 1), pos)
-        proj[-1] = tokens.permute(0, 2, 1).reshape(b, c, h, w)
+        proj[-1] = tokens.permute(0, 2, 1).reshape(b, c, h, w).contiguous()
 
         # Top-down: the lateral output replaces the higher map for the bottom-up concat later.
         levels = len(proj)
