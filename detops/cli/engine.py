@@ -22,7 +22,7 @@ def train(
     ),
     resume: Path = typer.Option(None, "--resume", help="Run directory to continue from its last.pt."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    out: Path = typer.Option(None, "--out", help="Run directory (default runs/<variant>)."),
+    out: Path = typer.Option(None, "--out", help="Run directory (default <project>/.detops/runs/<variant>)."),
     workers: int = typer.Option(2, "--workers", help="Data-loader workers per process."),
     seed: int = typer.Option(0, "--seed", help="Seed for init, shuffling and augmentation."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Resize + flip only."),
@@ -30,6 +30,7 @@ def train(
     """Train a variant; one summary line per epoch, checkpoints and metrics in the run directory."""
     from detops.engine.fit import fit
     from detops.engine.fit import resume as resume_run
+    from detops.settings import get_settings
 
     if device not in ("cpu", "cuda"):
         raise DetopsError(f"--device must be cpu or cuda, got {device!r}")
@@ -42,7 +43,7 @@ def train(
             variant,
             data_root=data,
             epochs=epochs if epochs is not None else 10,
-            out_dir=out if out is not None else Path("runs") / variant,
+            out_dir=out if out is not None else get_settings().home / "runs" / variant,
             img_size=img_size,
             batch_size=batch_size,
             device=device,
