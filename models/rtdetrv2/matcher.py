@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from models.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
@@ -59,6 +58,9 @@ def hungarian_match(
         per image (query indices int64 [K], target indices int64 [K]) with K = min(Q, N_i),
         sorted by query index; empty tensors for an image without objects.
     """
+    # scipy.optimize takes ~0.8 s to import: only pay for it when a loss is computed.
+    from scipy.optimize import linear_sum_assignment
+
     out = []
     for b, tgt in enumerate(targets):
         n = int(tgt["labels"].shape[0])
