@@ -11,11 +11,14 @@ def register(app: typer.Typer) -> None:
 
 
 def demo_cmd(
-    epochs: int = typer.Option(2, help="Training epochs per variant."),
+    epochs: int = typer.Option(
+        None, help="Training epochs for every variant (default: 10 DAMO-YOLO-T, 5 RT-DETRv2-S)."
+    ),
     img_size: int = typer.Option(256, help="Training and evaluation input size."),
 ) -> None:
     """Synthesise, validate and version a dataset, then train and evaluate damo_yolo_t and rtdetrv2_s."""
-    from detops.demo import DemoConfig, run_demo
+    from detops.demo import DEMO_RUNS, DemoConfig, run_demo
     from detops.settings import get_settings
 
-    run_demo(settings=get_settings(), config=DemoConfig(epochs=epochs, img_size=img_size), echo=typer.echo)
+    runs = DEMO_RUNS if epochs is None else tuple((variant, epochs) for variant, _ in DEMO_RUNS)
+    run_demo(settings=get_settings(), config=DemoConfig(runs=runs, img_size=img_size), echo=typer.echo)

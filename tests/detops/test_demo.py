@@ -12,8 +12,7 @@ TINY = DemoConfig(
     train_images=6,
     val_images=3,
     synth_size=96,
-    variants=("damo_yolo_tiny", "rtdetrv2_tiny"),
-    epochs=1,
+    runs=(("damo_yolo_tiny", 1), ("rtdetrv2_tiny", 1)),
     img_size=64,
     batch_size=3,
 )
