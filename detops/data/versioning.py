@@ -16,6 +16,7 @@ an endpoint and credentials never land in git; nothing here prints credentials.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -200,6 +201,8 @@ def version_dataset(
             f"{data} failed validation ({len(report.failures)} expectation(s)); not versioned", report=report
         )
     with _repo(project) as repo:
+        # DVC's own "To track the changes with git" hint would repeat the CLI's; keep its warnings.
+        logging.getLogger("dvc.repo.scm_context").setLevel(logging.WARNING)
         repo.add([str(data)])
         pushed, remote = 0, None
         if push:
