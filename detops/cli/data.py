@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,6 +21,13 @@ def _console() -> Console:
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _spinner(message: str) -> Any:
+    """A spinner on stderr for steps that take seconds (silent when stderr is not a terminal)."""
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
 
 
 @app.command()
@@ -73,9 +80,10 @@ def validate(
     from detops.settings import get_settings
 
     docs = docs_dir if docs_dir is not None else get_settings().home / "data-docs"
-    report = validate_dataset(
-        root, splits=split or None, sample_images=None if all_images else sample_images, docs_dir=docs
-    )
+    with _spinner(f"validating {root} with Great Expectations"):
+        report = validate_dataset(
+            root, splits=split or None, sample_images=None if all_images else sample_images, docs_dir=docs
+        )
     console = _console()
     for name, c in report.counts.items():
         console.print(
@@ -107,13 +115,14 @@ def version(
     settings = get_settings()
     console = _console()
     try:
-        result = version_dataset(
-            root,
-            settings=settings,
-            push=push,
-            sample_images=sample_images,
-            docs_dir=settings.home / "data-docs",
-        )
+        with _spinner(f"validating and versioning {root}" + (" (and pushing)" if push else "")):
+            result = version_dataset(
+                root,
+                settings=settings,
+                push=push,
+                sample_images=sample_images,
+                docs_dir=settings.home / "data-docs",
+            )
     except InvalidDatasetError as exc:
         console.print(failure_table(exc.report))
         print(f"Data Docs: {exc.report.docs_path}")
@@ -131,7 +140,8 @@ def pull() -> None:
     from detops.settings import get_settings
 
     settings = get_settings()
-    result = pull_dataset(settings=settings)
+    with _spinner(f"pulling data from the {settings.dvc_remote} remote"):
+        result = pull_dataset(settings=settings)
     print(
         f"dataset version: {result.md5} ({result.files} files) restored from {settings.dvc_remote} remote {result.remote}"
     )

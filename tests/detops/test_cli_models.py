@@ -47,3 +47,31 @@ def test_typer_exit_codes_reach_the_process(capsys):
         assert main(["_exit-probe"]) == 3
     finally:
         app.registered_commands.pop()
+
+
+def _commands(group, prefix=()):
+    import typer.main
+
+    click_group = typer.main.get_command(group) if not hasattr(group, "commands") else group
+    for name, command in click_group.commands.items():
+        path = (*prefix, name)
+        if hasattr(command, "commands"):
+            yield from _commands(command, path)
+        else:
+            yield path, command
+
+
+def test_every_command_has_help(capsys):
+    from detops.cli import app
+
+    commands = dict(_commands(app))
+    assert {("data", "synth"), ("data", "validate"), ("weights", "import"), ("train",), ("demo",)} <= set(
+        commands
+    )
+    for path, command in commands.items():
+        if command.hidden:
+            continue
+        assert (command.help or "").strip(), f"{path} has no docstring"
+        assert main([*path, "--help"]) == 0, path
+        out = capsys.readouterr().out
+        assert "Usage:" in out and len(out.splitlines()) > 4, path
