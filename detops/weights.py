@@ -12,6 +12,7 @@ Everything is loaded with ``weights_only=True``: a checkpoint never executes cod
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,10 @@ def import_official(variant: str, src: str | Path, dst: str | Path, *, num_class
     checkpoint = load_checkpoint_file(src_path)
     family = models.family_module(variant)
     try:
-        state_dict = family.convert_official_checkpoint(spec, checkpoint, num_classes=num_classes)
+        with warnings.catch_warnings():
+            # Re-initialised class heads are reported in the ImportReport (and by the CLI) instead.
+            warnings.simplefilter("ignore", UserWarning)
+            state_dict = family.convert_official_checkpoint(spec, checkpoint, num_classes=num_classes)
     except ValueError as exc:
         raise DetopsError(f"{src_path}: does not match {variant}: {exc}") from None
     model = models.build_model(variant, num_classes=num_classes)
