@@ -1,5 +1,9 @@
 """COCO bounding-box evaluation with pycocotools (the reference implementation).
 
+``backend="faster"`` runs the same protocol through faster-coco-eval's C++ implementation; the
+test suite holds its statistics equal to pycocotools' on the same inputs (``bench/eval_bench.py``
+times both).
+
     >>> stats = evaluate_files(annotations="val.json", predictions="dets.json")
     >>> stats["AP"], stats["AP50"], stats["per_class"]["person"]
 
@@ -120,6 +124,7 @@ def evaluate_results(
     *,
     gt_source: str = "<dict>",
     results_source: str = "<list>",
+    backend: str = "pycocotools",
 ) -> dict[str, Any]:
     """COCO bbox evaluation of a results list against a ground-truth dict; returns the stats dict.
 
@@ -127,9 +132,16 @@ def evaluate_results(
         gt: COCO annotations dict (``images``, ``annotations``, ``categories``).
         results: COCO results list (see the module docstring).
         gt_source, results_source: names used in error messages (usually the file paths).
+        backend: ``"pycocotools"`` (the reference) or ``"faster"`` (faster-coco-eval).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    elif backend == "faster":
+        from faster_coco_eval import COCO
+        from faster_coco_eval import COCOeval_faster as COCOeval
+    else:
+        raise DetopsError(f"unknown evaluation backend {backend!r}; use 'pycocotools' or 'faster'")
 
     gt = _normalised_ground_truth(gt, source=gt_source)
     check_results(gt, results, source=results_source)
@@ -172,14 +184,20 @@ def _stats_dict(stats: list[float], per_class: dict[str, float | None]) -> dict[
 
 
 def evaluate_files(
-    *, annotations: str | os.PathLike[str], predictions: str | os.PathLike[str]
+    *,
+    annotations: str | os.PathLike[str],
+    predictions: str | os.PathLike[str],
+    backend: str = "pycocotools",
 ) -> dict[str, Any]:
-    """Evaluate a COCO results JSON file against a COCO annotations JSON file; returns the stats dict."""
+    """Evaluate a COCO results JSON file against a COCO annotations JSON file; returns the stats dict
+    (``backend`` as in ``evaluate_results``)."""
     gt = load_json(annotations, what="annotations")
     results = load_json(predictions, what="predictions")
     if not isinstance(gt, dict):
         raise DetopsError(f"annotations {annotations}: expected a JSON object at top level")
-    return evaluate_results(gt, results, gt_source=str(annotations), results_source=str(predictions))
+    return evaluate_results(
+        gt, results, gt_source=str(annotations), results_source=str(predictions), backend=backend
+    )
 
 
 def format_stats(stats: dict[str, Any]) -> str:

@@ -69,6 +69,11 @@ def evaluate(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (with CHECKPOINT)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Batch size (with CHECKPOINT)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    backend: str = typer.Option(
+        "pycocotools",
+        "--backend",
+        help="With --predictions: pycocotools (reference) or faster (faster-coco-eval).",
+    ),
 ) -> None:
     """COCO bbox mAP (pycocotools): a results file against annotations, or a checkpoint on a dataset."""
     from detops.evaluation import STAT_NAMES, evaluate_files, format_stats
@@ -88,7 +93,7 @@ def evaluate(
             raise DetopsError(
                 "evaluate needs --annotations GT.json --predictions DT.json, or CHECKPOINT --data ROOT"
             )
-        stats = evaluate_files(annotations=annotations, predictions=predictions)
+        stats = evaluate_files(annotations=annotations, predictions=predictions, backend=backend)
     if as_json:
         typer.echo(json.dumps({**{k: stats[k] for k in STAT_NAMES}, "per_class": stats["per_class"]}))
     else:

@@ -161,3 +161,92 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     )
     assert code != 0
     assert "999" in capsys.readouterr().err
+
+
+def _random_problem(seed: int, images: int = 60) -> tuple[dict, list[dict]]:
+    """Ground truth with gappy ids, crowd boxes, empty images and all object sizes; results made of
+    jittered true positives, duplicates and false positives with random scores."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    cats = [{"id": c, "name": f"c{c}"} for c in (1, 4, 11, 57, 90)]
+    gt: dict = {"images": [], "annotations": [], "categories": cats}
+    results: list[dict] = []
+    for image_id in range(1, images + 1):
+        w, h = int(rng.integers(200, 640)), int(rng.integers(200, 640))
+        gt["images"].append({"id": image_id, "file_name": f"{image_id}.jpg", "width": w, "height": h})
+        for _ in range(int(rng.integers(0, 8))):
+            bw, bh = float(rng.uniform(4, w / 2)), float(rng.uniform(4, h / 2))
+            x, y = float(rng.uniform(0, w - bw)), float(rng.uniform(0, h - bh))
+            cat = int(rng.choice([c["id"] for c in cats]))
+            crowd = int(rng.random() < 0.05)
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": [x, y, bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": crowd,
+                }
+            )
+            for _ in range(int(rng.integers(0, 3))):
+                jx, jy = rng.normal(0, 0.1, size=2) * (bw, bh)
+                results.append(
+                    {
+                        "image_id": image_id,
+                        "category_id": cat
+                        if rng.random() < 0.9
+                        else int(rng.choice([c["id"] for c in cats])),
+                        "bbox": [x + jx, y + jy, bw * rng.uniform(0.8, 1.2), bh * rng.uniform(0.8, 1.2)],
+                        "score": float(rng.random()),
+                    }
+                )
+        for _ in range(int(rng.integers(0, 4))):
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(rng.choice([c["id"] for c in cats])),
+                    "bbox": [float(rng.uniform(0, w / 2)), float(rng.uniform(0, h / 2)), 20.0, 30.0],
+                    "score": float(rng.random()),
+                }
+            )
+    return gt, results
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_faster_backend_gives_identical_statistics(seed: int) -> None:
+    gt, results = _random_problem(seed)
+    reference = evaluate_results(gt, results, backend="pycocotools")
+    faster = evaluate_results(gt, results, backend="faster")
+    assert 0.05 < reference["AP"] < 0.95  # a non-trivial problem
+    assert faster["stats"] == pytest.approx(reference["stats"], abs=1e-12)
+    assert faster["per_class"].keys() == reference["per_class"].keys()
+    for name, ap in reference["per_class"].items():
+        assert faster["per_class"][name] == pytest.approx(ap, abs=1e-12), name
+
+
+def test_unknown_backend_is_refused() -> None:
+    gt = _gt()
+    with pytest.raises(DetopsError, match="backend"):
+        evaluate_results(gt, _as_results(gt), backend="fastest")
+
+
+def test_cli_backends_print_the_same_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from detops.cli import main
+
+    gt, results = _random_problem(3, images=20)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(results))
+    args = [
+        "evaluate",
+        "--annotations",
+        str(tmp_path / "gt.json"),
+        "--predictions",
+        str(tmp_path / "dt.json"),
+    ]
+    outputs = []
+    for backend in ("pycocotools", "faster"):
+        assert main([*args, "--json", "--backend", backend]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs[0] == outputs[1] and outputs[0]["AP"] > 0
