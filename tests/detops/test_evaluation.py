@@ -249,4 +249,10 @@ def test_cli_backends_print_the_same_json(tmp_path: Path, capsys: pytest.Capture
     for backend in ("pycocotools", "faster"):
         assert main([*args, "--json", "--backend", backend]) == 0
         outputs.append(json.loads(capsys.readouterr().out))
-    assert outputs[0] == outputs[1] and outputs[0]["AP"] > 0
+    reference, faster = outputs
+    assert reference["AP"] > 0
+    assert {k: v for k, v in faster.items() if k != "per_class"} == {
+        k: v for k, v in reference.items() if k != "per_class"
+    }
+    # Per-class means may differ in the last bit (summation order), nothing more.
+    assert faster["per_class"] == pytest.approx(reference["per_class"], abs=1e-12)
