@@ -82,16 +82,28 @@ def _largest_tensor_dict(obj: Any) -> dict[str, torch.Tensor]:
     return best
 
 
+def compare_state_dicts(
+    expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """Keys of ``expected`` absent from ``given``, keys of ``given`` absent from ``expected``, and
+    keys in both whose shapes differ: ``(missing, unexpected, reshaped)``, each in dict order."""
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    reshaped = [k for k, v in given.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    return missing, unexpected, reshaped
+
+
 def _state_dict_mismatches(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
     expected = model.state_dict()
-    problems = [f"missing: {k} {tuple(v.shape)}" for k, v in expected.items() if k not in state_dict]
-    problems += [f"unexpected: {k} {tuple(v.shape)}" for k, v in state_dict.items() if k not in expected]
-    problems += [
-        f"shape: {k} checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in state_dict.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    return problems
+    missing, unexpected, reshaped = compare_state_dicts(expected, state_dict)
+    return (
+        [f"missing: {k} {tuple(expected[k].shape)}" for k in missing]
+        + [f"unexpected: {k} {tuple(state_dict[k].shape)}" for k in unexpected]
+        + [
+            f"shape: {k} checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+            for k in reshaped
+        ]
+    )
 
 
 def import_official(variant: str, src: str | Path, dst: str | Path, *, num_classes: int = 80) -> ImportReport:

@@ -20,7 +20,7 @@ import torch
 
 from detops.errors import DetopsError
 from detops.fileio import atomic_path
-from detops.weights import load_checkpoint_file
+from detops.weights import compare_state_dicts, load_checkpoint_file
 
 CHECKPOINT_FORMAT = "detops.checkpoint/1"
 
@@ -90,14 +90,12 @@ def load_matching(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -
     Raises ``DetopsError`` when keys are missing or unexpected for another reason than shape, which
     means the file belongs to a different architecture."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
+    missing, unexpected, reshaped = compare_state_dicts(own, state_dict)
     if missing or unexpected:
         raise DetopsError(
             f"weights do not fit this model: {len(missing)} missing key(s) (e.g. {missing[:3]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
         )
-    kept = {k: v for k, v in state_dict.items() if tuple(v.shape) == tuple(own[k].shape)}
-    reinitialised = sorted(k for k in own if k not in kept)
+    kept = {k: v for k, v in state_dict.items() if k not in reshaped}
     model.load_state_dict({**own, **kept}, strict=True)
-    return reinitialised
+    return sorted(reshaped)
