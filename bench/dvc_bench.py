@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench._report import print_table
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -31,8 +33,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from moto.server import ThreadedMotoServer
-    from rich.console import Console
-    from rich.table import Table
 
     from detops.data.synth import synthesize
     from detops.data.versioning import REMOTE_NAME, _repo, configure_remote, read_version
@@ -79,12 +79,7 @@ def main() -> None:
     finally:
         server.stop()
 
-    table = Table(title=f"DVC add + push of {args.images} synthetic images to moto S3 on 127.0.0.1")
-    table.add_column("step")
-    table.add_column("result", justify="right")
-    for r in rows:
-        table.add_row(*r)
-    Console(width=120).print(table)
+    print_table(f"DVC add + push of {args.images} synthetic images to moto S3 on 127.0.0.1", rows)
 
 
 if __name__ == "__main__":

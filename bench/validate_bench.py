@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench._report import print_table
+
 # COCO 2017's 80 category ids: 1..90 without these ten.
 COCO_GAPS = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
 COCO_IDS = [i for i in range(1, 91) if i not in COCO_GAPS]
@@ -88,9 +90,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from rich.console import Console
-    from rich.table import Table
-
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "coco"
@@ -132,12 +131,7 @@ def main() -> None:
                 )
             )
 
-    table = Table(title="detops data validate: COCO val2017-sized annotations (images not decoded)")
-    table.add_column("step")
-    table.add_column("result", justify="right")
-    for r in rows:
-        table.add_row(*r)
-    Console(width=120).print(table)
+    print_table("detops data validate: COCO val2017-sized annotations (images not decoded)", rows)
 
 
 if __name__ == "__main__":
