@@ -29,8 +29,10 @@ __all__ = [
     "build_criterion",
     "build_model",
     "build_postprocessor",
+    "check_input_size",
     "family_module",
     "get_variant",
+    "min_input_size",
 ]
 
 
@@ -40,6 +42,45 @@ def get_variant(name: str) -> Variant:
         return VARIANT_TABLE[name]
     except KeyError:
         raise ValueError(f"unknown variant {name!r}; valid names: {', '.join(VARIANTS)}") from None
+
+
+# Both families downsample to stride 32 and concatenate upsampled maps, so sides must be multiples
+# of 32; RT-DETRv2 also picks its queries among the tokens of its stride-8/16/32 maps.
+SIZE_MULTIPLE = 32
+_RTDETR_STRIDES = (8, 16, 32)
+
+
+def check_input_size(variant: str | Variant, size: int) -> None:
+    """Raise ``ValueError`` unless variant ``variant`` can take a square input of ``size`` pixels.
+
+    Every family needs a positive multiple of 32 (the coarsest stride); RT-DETRv2 also needs at
+    least ``num_queries`` encoder tokens over its stride-8/16/32 maps (``sum((size // s) ** 2)``),
+    i.e. 128 px for 300 queries. The message names the variant, the size and the smallest valid one.
+    """
+    row = get_variant(variant) if isinstance(variant, str) else variant
+    if isinstance(size, bool) or not isinstance(size, int) or size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+        raise ValueError(
+            f"{row.name} needs an input size that is a positive multiple of {SIZE_MULTIPLE} "
+            f"(at least {min_input_size(row)}), got {size!r}"
+        )
+    if row.family == "rtdetrv2":
+        queries = int(row.config.num_queries)
+        tokens = sum((size // s) ** 2 for s in _RTDETR_STRIDES)
+        if tokens < queries:
+            raise ValueError(
+                f"{row.name} needs an input size of at least {min_input_size(row)} ({size} px gives "
+                f"{tokens} encoder tokens for its {queries} queries), got {size}"
+            )
+
+
+def min_input_size(variant: str | Variant) -> int:
+    """The smallest square input size ``check_input_size`` accepts for ``variant``."""
+    row = get_variant(variant) if isinstance(variant, str) else variant
+    size = SIZE_MULTIPLE
+    if row.family == "rtdetrv2":
+        while sum((size // s) ** 2 for s in _RTDETR_STRIDES) < int(row.config.num_queries):
+            size += SIZE_MULTIPLE
+    return size
 
 
 def family_module(name: str) -> ModuleType:
