@@ -58,6 +58,20 @@ def run_onnx(path: str | Path, inputs: dict[str, np.ndarray]) -> list[np.ndarray
     return session.run(None, inputs)
 
 
+def set_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Add or replace ``metadata_props`` entries of the ONNX file at ``path``."""
+    import onnx
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(metadata)
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+
+
 def export_onnx(
     variant: str,
     model: nn.Module,
@@ -68,6 +82,8 @@ def export_onnx(
     check_batch: int = 2,
     tolerance: float = 1e-4,
     seed: int = 0,
+    batch: int | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> ExportReport:
     """Export a copy of ``model`` (deployed, eval mode) to ``dst`` and verify it.
 
@@ -79,6 +95,9 @@ def export_onnx(
         opset: ONNX opset (17 or later).
         check_batch: batch size of the parity check; exported with batch 1 so that the check also
             proves the dynamic batch axis.
+        batch: ``None`` for a dynamic batch axis; an int fixes the graph's batch (traced and checked at
+            that size, so shapes fold to constants).
+        metadata: ``metadata_props`` entries stored in the file before it is checked.
         tolerance: largest accepted relative error (see ``relative_error``) of each output the
             wrapper lists in ``parity_outputs`` (all outputs when it has no such attribute); the
             report carries the error of every output.
@@ -92,9 +111,13 @@ def export_onnx(
     deployed = copy.deepcopy(model).eval()
     cast(Any, deployed).deploy()  # every family's detector has deploy(); nn.Module's typing cannot say so
     wrapper = models.family_module(variant).export_wrapper(deployed).eval()
-    trace_inputs = wrapper.example_inputs(1, size)
+    if batch is not None and batch < 1:
+        raise DetopsError(f"--batch must be at least 1, got {batch}")
+    trace_inputs = wrapper.example_inputs(batch or 1, size)
     generator = torch.Generator().manual_seed(seed)
-    check_inputs = tuple(_random_like(x, generator) for x in wrapper.example_inputs(check_batch, size))
+    check_inputs = tuple(
+        _random_like(x, generator) for x in wrapper.example_inputs(batch or check_batch, size)
+    )
 
     out = Path(dst)
     with atomic_path(out) as tmp:
@@ -109,11 +132,13 @@ def export_onnx(
                 str(tmp),
                 input_names=list(wrapper.input_names),
                 output_names=list(wrapper.output_names),
-                dynamic_axes=dict(wrapper.dynamic_axes),
+                dynamic_axes=dict(wrapper.dynamic_axes) if batch is None else None,
                 opset_version=opset,
                 dynamo=False,
             )
             expected = wrapper(*check_inputs)
+        if metadata:
+            set_onnx_metadata(tmp, metadata)
         onnx.checker.check_model(str(tmp))
         got = run_onnx(tmp, {n: x.numpy() for n, x in zip(wrapper.input_names, check_inputs, strict=True)})
         errors = {

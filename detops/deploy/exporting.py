@@ -1,0 +1,98 @@
+"""``detops export SOURCE``: a checkpoint, run, weight file or bare variant as a verified ONNX artifact."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from detops.deploy.artifact import (
+    ArtifactMeta,
+    ExportSource,
+    default_classes,
+    meta_from_checkpoint,
+    resolve_source,
+    sha256_file,
+)
+from detops.errors import DetopsError
+from detops.export import DEFAULT_OPSET, ExportReport, export_onnx
+
+
+def default_output(source: ExportSource, *, image_size: int, home: Path) -> Path:
+    """Beside the checkpoint (``best.pt`` -> ``best.onnx``); a bare variant goes to
+    ``<home>/exports/<variant>_<size>.onnx``."""
+    if source.path is not None:
+        return source.path.with_suffix(".onnx")
+    return home / "exports" / f"{source.variant}_{image_size}.onnx"
+
+
+def export_artifact(
+    source: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    image_size: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    batch: int | None = None,
+    home: Path | None = None,
+) -> tuple[ExportReport, ArtifactMeta]:
+    """Export ``source`` (see ``resolve_source``) to ONNX with its ``ArtifactMeta`` in the file.
+
+    The ONNX Runtime parity check of ``detops.export.export_onnx`` runs before the file appears; on
+    any failure nothing is written. ``batch`` ``None`` keeps a dynamic batch axis. The input size
+    defaults to the size the checkpoint was trained at (the variant's for weights and bare names).
+    """
+    import models
+    from detops.engine.checkpoint import model_weights
+    from detops.weights import load_checkpoint_file
+
+    resolved = resolve_source(source)
+    variant = models.get_variant(resolved.variant)
+    if resolved.path is None:
+        names, ids = default_classes(80)
+        model = models.build_model(variant.name, num_classes=80)
+        meta = ArtifactMeta(
+            variant=variant.name,
+            family=variant.family,
+            class_names=names,
+            category_ids=ids,
+            input_size=int(image_size or variant.input_size),
+            pixel_scale=float(variant.pixel_scale),
+        )
+        from detops import __version__
+
+        meta = replace(meta, detops_version=__version__)
+    else:
+        ckpt = load_checkpoint_file(resolved.path)
+        meta = meta_from_checkpoint(ckpt, sha256=sha256_file(resolved.path), input_size=image_size)
+        model = models.build_model(variant.name, num_classes=meta.num_classes)
+        try:
+            model.load_state_dict(model_weights(ckpt), strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise DetopsError(f"{resolved.path}: weights do not fit {variant.name} ({first})") from None
+    if meta.input_size < 32 or meta.input_size % 32:
+        raise DetopsError(f"--img-size must be a positive multiple of 32, got {meta.input_size}")
+    meta = replace(meta, batch=batch, opset=opset)
+    dst = (
+        Path(out)
+        if out is not None
+        else default_output(resolved, image_size=meta.input_size, home=_home(home))
+    )
+    report = export_onnx(
+        variant.name,
+        model,
+        dst,
+        image_size=meta.input_size,
+        opset=opset,
+        batch=batch,
+        metadata=meta.to_metadata_props(),
+    )
+    return report, meta
+
+
+def _home(home: Path | None) -> Path:
+    if home is not None:
+        return home
+    from detops.settings import get_settings
+
+    return Path(get_settings().home)
