@@ -74,6 +74,9 @@ def test_evaluate_runs_every_gate_with_policy_thresholds() -> None:
     assert results[1].threshold == pytest.approx(0.29) and results[3].threshold == 10
     bad = Candidate(data_valid=False, artifact_map=0.20, checkpoint_map=0.30, latency_ms=11.0)
     assert [r.passed for r in policy.evaluate(bad, champion_map=0.34)] == [False, False, False, False]
+    # each gate gets its own threshold: a drop of 0.03 is within the map tolerance but not max_accuracy_drop
+    lossy = Candidate(data_valid=True, artifact_map=0.33, checkpoint_map=0.36, latency_ms=1.0)
+    assert [r.passed for r in policy.evaluate(lossy, champion_map=0.34)] == [True, True, False, True]
 
 
 def test_data_validation_can_be_waived() -> None:
