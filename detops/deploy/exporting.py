@@ -70,8 +70,10 @@ def export_artifact(
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise DetopsError(f"{resolved.path}: weights do not fit {variant.name} ({first})") from None
-    if meta.input_size < 32 or meta.input_size % 32:
-        raise DetopsError(f"--img-size must be a positive multiple of 32, got {meta.input_size}")
+    try:
+        models.check_input_size(variant, meta.input_size)
+    except ValueError as exc:
+        raise DetopsError(f"--img-size {meta.input_size}: {exc}") from None
     meta = replace(meta, batch=batch, opset=opset)
     dst = (
         Path(out)
