@@ -7,15 +7,17 @@ from torch import Tensor, nn
 
 from models.damo_yolo.assigner import align_ota_assign
 from models.damo_yolo.losses import box_to_distance, distribution_focal_loss, giou_loss, quality_focal_loss
+from models.distributed import shared_normaliser
 
 
 class DamoYoloCriterion(nn.Module):
     """``criterion(outputs, targets, *, image_size)`` -> ``{"loss", "loss_qfl", "loss_giou", "loss_dfl"}``.
 
     ``outputs`` is the model's raw dict; ``targets`` one dict per image with ``boxes`` [N, 4] xyxy
-    input pixels and ``labels`` int64 [N] (N may be 0). Normalisation follows upstream on one process:
-    QFL by the number of positives (>= 1), GIoU and DFL by the sum of the positives' detached max class
-    scores (>= 1; DFL also by 4 sides).
+    input pixels and ``labels`` int64 [N] (N may be 0). Normalisation follows upstream: QFL by the
+    number of positives, GIoU and DFL by the sum of the positives' detached max class scores (DFL also
+    by 4 sides), each normaliser shared by the ranks of a DDP run (``models.distributed.shared_normaliser``: the
+    global sum, clamped to >= 1, over the world size), so averaged gradients equal one process's.
     """
 
     def __init__(
@@ -81,13 +83,14 @@ class DamoYoloCriterion(nn.Module):
         labels, quality = labels.reshape(-1), quality.reshape(-1)
         flat_scores = scores.reshape(-1, num_classes)
         pos_idx = (labels >= 0).nonzero().squeeze(1)
-        num_pos = max(float(pos_idx.numel()), 1.0)
+        # Both normalisers are reduced on every rank, positives or not: the all-reduce is a collective.
+        num_pos = shared_normaliser(float(pos_idx.numel()), device=scores.device)
         loss_qfl = quality_focal_loss(flat_scores, labels, quality).sum() / num_pos
+        weights = flat_scores.detach()[pos_idx].max(dim=1).values if pos_idx.numel() else scores.new_zeros(0)
+        norm = shared_normaliser(weights.sum(), device=scores.device)
 
         if pos_idx.numel() > 0:
             anchor_idx = pos_idx % num_anchors
-            weights = flat_scores.detach()[pos_idx].max(dim=1).values
-            norm = max(weights.sum().item(), 1.0)
             pred_boxes = boxes.reshape(-1, 4)[pos_idx]
             target_boxes = box_targets.reshape(-1, 4)[pos_idx]
             loss_giou = (giou_loss(pred_boxes, target_boxes) * weights).sum() / norm

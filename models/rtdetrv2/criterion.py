@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from models.box_ops import box_xyxy_to_cxcywh
+from models.distributed import shared_normaliser
 from models.rtdetrv2.losses import giou_box_loss, l1_box_loss, matched_ious, varifocal_loss
 from models.rtdetrv2.matcher import hungarian_match
 
@@ -17,7 +18,8 @@ class RTDETRCriterion(nn.Module):
 
     Applied to the final layer, every auxiliary decoder layer and the encoder proposals (each matched
     independently) and to every layer's denoising queries (fixed assignment from ``dn_meta``, normalised
-    by num_boxes * num_groups). Component entries are weighted sums over all those sets; ``loss`` is
+    by num_boxes * num_groups); num_boxes is the global batch's box count (>= 1) over the world size
+    under DDP (``models.distributed.shared_normaliser``). Component entries are weighted sums over all those sets; ``loss`` is
     their total. Targets are per image ``"boxes"`` [N, 4] xyxy in input pixels and ``"labels"`` [N].
 
     Args:
@@ -65,7 +67,9 @@ class RTDETRCriterion(nn.Module):
                 raise ValueError(
                     f"target labels must lie in 0..{self.num_classes - 1}, got {t['labels'].tolist()}"
                 )
-        num_boxes = max(float(sum(int(t["labels"].numel()) for t in norm_targets)), 1.0)
+        # As upstream: all-reduce num_boxes and divide by the world size (clamp: see models.distributed).
+        local_boxes = float(sum(int(t["labels"].numel()) for t in norm_targets))
+        num_boxes = shared_normaliser(local_boxes, device=device)
         totals = {k: outputs["pred_logits"].sum() * 0.0 for k in self.weights}
 
         matched_sets = [outputs, *outputs.get("aux_outputs", []), *outputs.get("enc_outputs", [])]
