@@ -56,8 +56,15 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` (see the module docstring; ``format`` is added) to ``path`` atomically."""
-    with atomic_path(path) as tmp:
+    """Write ``payload`` (see the module docstring; ``format`` is added) to ``path`` atomically.
+
+    ``path`` holds the previous checkpoint until the new one is complete and fsynced; a failure or
+    a killed process mid-write never leaves a partial file at ``path``. A process killed mid-write
+    cannot remove its hidden temporary (``.NAME.*.tmp`` beside ``path``); the next save does."""
+    target = Path(path)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    with atomic_path(target) as tmp:
         torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
 
 
