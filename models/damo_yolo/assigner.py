@@ -63,7 +63,11 @@ def dynamic_k_matching(cost: Tensor, ious: Tensor, *, candidate_topk: int = 10) 
     """SimOTA dynamic-k matching on candidate anchors.
 
     Each GT g takes the k_g lowest-cost anchors with k_g = max(1, int(sum of its top-``candidate_topk``
-    IoUs)); an anchor claimed by several GTs keeps the one with the lowest cost.
+    IoUs)); an anchor claimed by several GTs keeps the one with the lowest cost (first GT on a tie).
+
+    Among exactly equal costs (all pairs outside "in box and in centre" share one large cost) the
+    choice is ``torch.topk(cost[:, g], k_g, largest=False)`` per GT, as upstream DAMO-YOLO does, not
+    anchor order. One top-k per GT is needed: a single top-max(k) call can resolve ties differently.
 
     Args:
         cost: [N, G] matching cost.
@@ -73,10 +77,11 @@ def dynamic_k_matching(cost: Tensor, ious: Tensor, *, candidate_topk: int = 10) 
     """
     n, g = cost.shape
     topk = min(candidate_topk, n)
-    ks = ious.topk(topk, dim=0).values.sum(dim=0).int().clamp(min=1)
-    order = cost.argsort(dim=0, stable=True)
-    rank_ok = torch.arange(n, device=cost.device)[:, None] < ks[None, :]
-    matching = torch.zeros_like(cost, dtype=torch.bool).scatter_(0, order, rank_ok)
+    ks = ious.topk(topk, dim=0).values.sum(dim=0).int().clamp(min=1).tolist()
+    matching = torch.zeros_like(cost, dtype=torch.bool)
+    for gt, k in enumerate(ks):
+        chosen = torch.topk(cost[:, gt], k=k, largest=False).indices
+        matching[chosen, gt] = True
     multiple = matching.sum(dim=1) > 1
     if multiple.any():
         best = cost[multiple].argmin(dim=1)
