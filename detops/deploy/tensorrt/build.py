@@ -106,6 +106,19 @@ def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> Any:
     return parser
 
 
+def _artifact_meta(onnx_path: Path, precision: str) -> dict[str, Any]:
+    """The ONNX file's detops metadata with the engine's precision ({} for a graph without it)."""
+    from dataclasses import replace
+
+    from detops.deploy.artifact import read_onnx_metadata
+
+    try:
+        meta = read_onnx_metadata(onnx_path)
+    except DetopsError:
+        return {}
+    return replace(meta, precision=precision, opset=None).to_dict()
+
+
 def _inputs(network: Any) -> list[tuple[str, tuple[int, ...]]]:
     out = []
     for i in range(network.num_inputs):
@@ -221,6 +234,7 @@ def build_engine(
     with atomic_open(engine_path, "wb") as fh:
         fh.write(memoryview(serialized))
     stamp = EngineStamp(
+        artifact=_artifact_meta(src, precision),
         tensorrt_version=str(trt.__version__),
         gpu_name=dev.name,
         compute_capability=capability_str(dev.compute_capability),

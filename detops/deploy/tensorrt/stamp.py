@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ class EngineStamp:
     min_batch: int
     opt_batch: int
     max_batch: int
+    artifact: dict[str, Any] = field(default_factory=dict)  # the ONNX file's ArtifactMeta, {} if none
 
 
 def stamp_path(engine: str | Path) -> Path:
@@ -83,7 +84,7 @@ def read_stamp(engine: str | Path) -> EngineStamp:
     if not isinstance(raw, dict):
         raise DetopsError(f"{path}: expected a JSON object, got {type(raw).__name__}")
     names = {f.name for f in fields(EngineStamp)}
-    missing = sorted(names - raw.keys())
+    missing = sorted(names - raw.keys() - {"artifact"})
     unknown = sorted(raw.keys() - names)
     if missing or unknown:
         what = f"missing field(s) {missing}" if missing else f"unknown field(s) {unknown}"
