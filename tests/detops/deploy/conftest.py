@@ -24,7 +24,10 @@ def make_checkpoint(path: Path, variant: str, *, data_root: Path, size: int = SI
     import models
     from detops.engine.checkpoint import save_checkpoint
 
-    cats = sorted(json.loads((data_root / "annotations" / "instances_val.json").read_text())["categories"], key=lambda c: c["id"])
+    cats = sorted(
+        json.loads((data_root / "annotations" / "instances_val.json").read_text())["categories"],
+        key=lambda c: c["id"],
+    )
     torch.manual_seed(seed)
     model = models.build_model(variant, num_classes=len(cats))
     with torch.no_grad():
@@ -44,6 +47,12 @@ def make_checkpoint(path: Path, variant: str, *, data_root: Path, size: int = SI
         },
     )
     return path
+
+
+@pytest.fixture
+def checkpoint_factory():
+    """``make_checkpoint`` as a fixture."""
+    return make_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,9 @@ def test_runner_matches_pytorch(tiny_artifacts, variant, backend):
 def test_fixed_batch_graph_is_fed_in_padded_chunks(tiny_artifacts, tmp_path):
     from detops.deploy.exporting import export_artifact
 
-    report, _ = export_artifact(tiny_artifacts["damo_yolo_tiny"]["checkpoint"], out=tmp_path / "b2.onnx", batch=2)
+    report, _ = export_artifact(
+        tiny_artifacts["damo_yolo_tiny"]["checkpoint"], out=tmp_path / "b2.onnx", batch=2
+    )
     runner = load_runner(report.path, backend="ort")
     imgs = images()
     refs = engine_reference(tiny_artifacts["damo_yolo_tiny"]["checkpoint"], imgs)
@@ -125,13 +127,11 @@ def test_bad_requests_are_one_line_errors(tiny_artifacts, tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["damo_yolo_t", "rtdetrv2_s"])
-def test_smallest_real_variant_runners_match(variant, synth_root, tmp_path):
+def test_smallest_real_variant_runners_match(variant, synth_root, tmp_path, checkpoint_factory):
     """The smallest published variant of each family, at 320 px, on all three CPU backends."""
-    from tests.detops.deploy.conftest import make_checkpoint
-
     from detops.deploy.exporting import export_artifact
 
-    ckpt = make_checkpoint(tmp_path / "run" / "best.pt", variant, data_root=synth_root, size=320)
+    ckpt = checkpoint_factory(tmp_path / "run" / "best.pt", variant, data_root=synth_root, size=320)
     report, _ = export_artifact(ckpt)
     imgs = images()
     refs = engine_reference(ckpt, imgs)
