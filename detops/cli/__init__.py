@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from detops.cli import data, demo, engine, export, models, weights
+from detops.cli import data, demo, deploy, engine, models, weights
 from detops.errors import DetopsError
 
 app = typer.Typer(
@@ -24,7 +24,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(weights.app, name="weights")
 engine.register(app)
-export.register(app)
+deploy.register(app)
 demo.register(app)
 
 

@@ -61,7 +61,9 @@ def train(
 
 
 def evaluate(
-    checkpoint: Path = typer.Argument(None, help="A detops checkpoint to evaluate on --data."),
+    checkpoint: Path = typer.Argument(
+        None, help="Artifact to evaluate on --data: checkpoint, run directory, ONNX file or engine."
+    ),
     annotations: Path = typer.Option(None, "--annotations", help="COCO ground-truth JSON."),
     predictions: Path = typer.Option(None, "--predictions", help="COCO results JSON."),
     data: Path = typer.Option(None, "--data", help="Dataset root (with CHECKPOINT)."),
@@ -70,9 +72,13 @@ def evaluate(
     batch_size: int = typer.Option(8, "--batch-size", help="Batch size (with CHECKPOINT)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     backend: str = typer.Option(
-        "pycocotools",
+        None,
         "--backend",
-        help="With --predictions: pycocotools (reference) or faster (faster-coco-eval).",
+        help="With an artifact: torch, ort, openvino or tensorrt (default by file kind). "
+        "With --predictions: pycocotools (default) or faster (faster-coco-eval).",
+    ),
+    reference: Path = typer.Option(
+        None, "--reference", help="With an artifact: checkpoint to compare each COCO statistic against."
     ),
 ) -> None:
     """COCO bbox mAP (pycocotools): a results file against annotations, or a checkpoint on a dataset."""
@@ -83,21 +89,49 @@ def evaluate(
             raise DetopsError("give either CHECKPOINT --data ROOT or --annotations/--predictions, not both")
         if data is None:
             raise DetopsError("evaluating a checkpoint needs --data ROOT")
-        from detops.engine.inference import evaluate_checkpoint
+        from detops.cli.deploy import evaluate_artifact_command
+        from detops.deploy.artifact import artifact_kind, resolve_artifact
 
-        stats = evaluate_checkpoint(
-            checkpoint, data_root=data, split=split, device=device, batch_size=batch_size
-        )
+        path = resolve_artifact(checkpoint)
+        if artifact_kind(path) == "checkpoint" and backend in (None, "torch") and reference is None:
+            from detops.engine.inference import evaluate_checkpoint
+
+            stats = evaluate_checkpoint(
+                path, data_root=data, split=split, device=device, batch_size=batch_size
+            )
+            stats = {**stats, "backend": "torch", "artifact": str(checkpoint)}
+        else:
+            stats = evaluate_artifact_command(
+                checkpoint,
+                data=data,
+                split=split,
+                backend=backend,
+                reference=reference,
+                device=device,
+                batch_size=batch_size,
+            )
     else:
+        if reference is not None:
+            raise DetopsError("--reference goes with an ARTIFACT --data ROOT, not with --predictions")
         if annotations is None or predictions is None:
             raise DetopsError(
                 "evaluate needs --annotations GT.json --predictions DT.json, or CHECKPOINT --data ROOT"
             )
-        stats = evaluate_files(annotations=annotations, predictions=predictions, backend=backend)
+        stats = evaluate_files(
+            annotations=annotations, predictions=predictions, backend=backend or "pycocotools"
+        )
+    extra = {k: stats[k] for k in ("backend", "artifact", "delta") if k in stats}
     if as_json:
-        typer.echo(json.dumps({**{k: stats[k] for k in STAT_NAMES}, "per_class": stats["per_class"]}))
+        typer.echo(
+            json.dumps({**{k: stats[k] for k in STAT_NAMES}, "per_class": stats["per_class"], **extra})
+        )
     else:
         typer.echo(format_stats(stats))
+        if "delta" in stats:
+            from detops.cli.deploy import format_delta
+
+            typer.echo(f"\n{stats['artifact']} ({stats['backend']}) against --reference {reference}:")
+            typer.echo(format_delta(stats))
 
 
 def register(app: typer.Typer) -> None:
