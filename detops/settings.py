@@ -41,6 +41,10 @@ class Settings(BaseSettings):
 
     mlflow_tracking_uri: str = ""
     """Default: ``sqlite:///<home>/mlflow.db``."""
+    mlflow_tracking_username: SecretStr | None = None
+    mlflow_tracking_password: SecretStr | None = None
+    """Basic-auth credentials of a remote tracking server; handed to MLflow only in-process, around
+    client use (``detops.tracking.credentials``), never logged."""
     prefect_api_url: str = ""
     """Empty: Prefect's local ephemeral API."""
 

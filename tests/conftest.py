@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import servers
 
 SYNTH_TRAIN, SYNTH_VAL, SYNTH_SIZE, SYNTH_SEED = 8, 4, 128, 0
 
@@ -52,3 +54,65 @@ def make_dvc_project() -> Callable[[Path], Path]:
 def git() -> Callable[..., str]:
     """``git(cwd, *args) -> stdout`` with a throwaway identity."""
     return _git
+
+
+# Real servers (tests/servers.py), shared by the tracking and registry tests. Session-scoped: an MLflow
+# server takes seconds to start on a small CPU. Tests must isolate themselves by experiment or model
+# name, not by server.
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> Iterator[servers.MlflowServer]:
+    """A real ``mlflow server`` on loopback: SQLite backend, proxied local artifacts; ``.url``."""
+    server = servers.start_mlflow_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server() -> Iterator[servers.MlflowServer]:
+    """A real ``mlflow server --app-name basic-auth``; admin ``servers.AUTH_ADMIN_USER`` /
+    ``servers.AUTH_ADMIN_PASSWORD``, and no permissions for anyone else by default."""
+    server = servers.start_mlflow_server(auth=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[servers.PostgresServer]:
+    """Debian's PostgreSQL 15 run as the postgres user on a free loopback port (skips if absent)."""
+    reason = servers.postgres_missing()
+    if reason:
+        pytest.skip(reason)
+    server = servers.start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[servers.MotoS3]:
+    """moto's S3 server on a free loopback port; ``.url`` is the endpoint (any credentials work)."""
+    server = servers.start_moto_s3()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[object]:
+    """A Selenium driver for Debian's headless Chromium (skips when Chromium or its driver is absent)."""
+    reason = servers.chromium_missing()
+    if reason:
+        pytest.skip(reason)
+    driver = servers.chromium_driver(tmp_path / "chromium-profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
