@@ -41,6 +41,8 @@ class Settings(BaseSettings):
 
     mlflow_tracking_uri: str = ""
     """Default: ``sqlite:///<home>/mlflow.db``."""
+    track: bool = True
+    """Log ``detops train`` runs to MLflow unless ``--no-track`` (the test suite sets it false)."""
     mlflow_tracking_username: SecretStr | None = None
     mlflow_tracking_password: SecretStr | None = None
     """Basic-auth credentials of a remote tracking server; handed to MLflow only in-process, around

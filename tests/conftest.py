@@ -61,6 +61,19 @@ def git() -> Callable[..., str]:
 # name, not by server.
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_default_tracking() -> Iterator[None]:
+    """``detops train`` tracks to MLflow by default; tests opt in with ``--track`` or a callback,
+    so that no test writes to the project's own ``.detops/mlflow.db``."""
+    from detops.settings import get_settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DETOPS_TRACK", "false")
+        get_settings.cache_clear()
+        yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def mlflow_server() -> Iterator[servers.MlflowServer]:
     """A real ``mlflow server`` on loopback: SQLite backend, proxied local artifacts; ``.url``."""

@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from detops.cli import data, demo, deploy, engine, models, weights
+from detops.cli import data, demo, deploy, engine, models, tracking, weights
 from detops.errors import DetopsError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(weights.app, name="weights")
 engine.register(app)
 deploy.register(app)
+tracking.register(app)
 demo.register(app)
 
 

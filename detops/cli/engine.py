@@ -26,6 +26,9 @@ def train(
     workers: int = typer.Option(2, "--workers", help="Data-loader workers per process."),
     seed: int = typer.Option(0, "--seed", help="Seed for init, shuffling and augmentation."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Resize + flip only."),
+    track: bool = typer.Option(
+        None, "--track/--no-track", help="Log the run to MLflow (default: on; DETOPS_TRACK=false)."
+    ),
 ) -> None:
     """Train a variant; one summary line per epoch, checkpoints and metrics in the run directory."""
     from detops.engine.fit import fit
@@ -34,24 +37,28 @@ def train(
 
     if device not in ("cpu", "cuda"):
         raise DetopsError(f"--device must be cpu or cuda, got {device!r}")
-    if resume is not None:
-        summary = resume_run(resume, epochs=epochs, device=device)
-    else:
-        if variant is None or data is None:
-            raise DetopsError("train needs VARIANT and --data ROOT (or --resume RUN_DIR)")
-        summary = fit(
-            variant,
-            data_root=data,
-            epochs=epochs if epochs is not None else 10,
-            out_dir=out if out is not None else get_settings().home / "runs" / variant,
-            img_size=img_size,
-            batch_size=batch_size,
-            device=device,
-            workers=workers,
-            seed=seed,
-            weights=weights,
-            overrides={"augment": not no_augment},
-        )
+    from detops.cli.tracking import training_tracker
+
+    with training_tracker(track) as callbacks:
+        if resume is not None:
+            summary = resume_run(resume, epochs=epochs, device=device, callbacks=callbacks)
+        else:
+            if variant is None or data is None:
+                raise DetopsError("train needs VARIANT and --data ROOT (or --resume RUN_DIR)")
+            summary = fit(
+                variant,
+                data_root=data,
+                epochs=epochs if epochs is not None else 10,
+                out_dir=out if out is not None else get_settings().home / "runs" / variant,
+                img_size=img_size,
+                batch_size=batch_size,
+                device=device,
+                workers=workers,
+                seed=seed,
+                weights=weights,
+                overrides={"augment": not no_augment},
+                callbacks=callbacks,
+            )
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun only rank 0 reports
     typer.echo(
