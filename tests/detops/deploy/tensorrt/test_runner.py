@@ -63,7 +63,7 @@ def test_runner_matches_onnx_runtime_and_profiles_layers(
     assert shapes == [{"name": "images", "shape": (3, 3, 64, 64), "ok": True}]
     assert sum(1 for n, _ in fake_trt.calls if n == "IExecutionContext.execute_async_v3") == 1
     times = runner.layer_times()
-    assert times and all(len(v) == 1 for v in times.values())
+    assert times and all(len(v) == 2 for v in times.values())  # one per execution
 
 
 def test_runner_refuses_batches_outside_the_profile(
