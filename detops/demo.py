@@ -1,4 +1,4 @@
-"""The main job on embedded defaults: synthesise, validate, version, train briefly, evaluate.
+"""The main job on embedded defaults: synthesise, validate, version, train briefly, evaluate, deploy.
 
 ``detops demo`` (and so ``make demo``) runs this. Every step is a library call the later Prefect flows
 will wrap as tasks; nothing here needs a server.
@@ -32,13 +32,20 @@ class DemoConfig:
     img_size: int = 256
     batch_size: int = 8
     workers: int = 0
+    profile_seconds: float = 1.5
+    """Timed seconds per profile measurement of each deployed artifact (after a short warm-up)."""
 
 
 def run_demo(
     *, settings: Settings, config: DemoConfig = DemoConfig(), echo: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Run the demo pipeline; returns ``{"version", "runs": {variant: fit summary}, "stats": {variant:
-    COCO stats of the best checkpoint on the val split}}``.
+    COCO stats of the best checkpoint on the val split}, "deploy": {variant: {"onnx", "evaluation",
+    "profiles": {backend: profile dict}}}}``.
+
+    After training, each best checkpoint is exported to ONNX beside it, the ONNX artifact is evaluated
+    on the val split against the checkpoint (``--reference``), profiled on ONNX Runtime and OpenVINO,
+    and one table compares them.
 
     Writes the dataset to ``<project root>/data``, Data Docs and runs under ``settings.home``.
     Raises ``DetopsError`` (via the steps) when any step fails; later steps then do not run.
@@ -95,4 +102,58 @@ def run_demo(
         echo("")
         echo(f"COCO bbox mAP of {variant} on the val split ({best}, epoch {run['best_epoch']}):")
         echo(format_stats(stats[variant]))
-    return {"version": {"md5": version.md5, "files": version.files}, "runs": runs, "stats": stats}
+    deployed = deploy_runs(runs, data_root=data_root, config=config, echo=echo)
+    return {
+        "version": {"md5": version.md5, "files": version.files},
+        "runs": runs,
+        "stats": stats,
+        "deploy": deployed,
+    }
+
+
+DEPLOY_BACKENDS: tuple[str, ...] = ("ort", "openvino")
+
+
+def deploy_runs(
+    runs: dict[str, Any], *, data_root: Path, config: DemoConfig, echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Export each run's best checkpoint, evaluate the ONNX file against it on val, profile it on ONNX
+    Runtime and OpenVINO (batch 1, model only), and print one comparison table."""
+    from detops.deploy.evaluate import evaluate_artifact
+    from detops.deploy.exporting import export_artifact
+    from detops.deploy.profile import profile_runner
+    from detops.deploy.runners.base import load_runner
+
+    out: dict[str, Any] = {}
+    for variant, run in runs.items():
+        best = Path(run["checkpoints"]["best"])
+        echo(f"[deploy] exporting {variant} to ONNX, evaluating it against {best.name}, profiling it")
+        report, _ = export_artifact(best)
+        evaluation = evaluate_artifact(
+            report.path, backend="ort", data_root=data_root, split="val", reference=best
+        )
+        profiles = {}
+        for backend in DEPLOY_BACKENDS:
+            runner = load_runner(report.path, backend=backend)
+            profiles[backend] = profile_runner(
+                runner, artifact=str(report.path), batch=1, warmup=3, seconds=config.profile_seconds
+            )
+        out[variant] = {"onnx": str(report.path), "evaluation": evaluation, "profiles": profiles}
+    echo("")
+    echo(deploy_table(out))
+    return out
+
+
+def deploy_table(deployed: dict[str, Any]) -> str:
+    """variant, mAP (PyTorch), mAP (ONNX), delta, CPU ms (ORT), CPU ms (OpenVINO) as printable text;
+    CPU ms is the median model time at batch 1 with the runtime's default threads."""
+    header = f"{'variant':<16}{'mAP (PyTorch)':>14}{'mAP (ONNX)':>12}{'delta':>9}{'CPU ms (ORT)':>14}{'CPU ms (OpenVINO)':>19}"
+    lines = ["Deployed artifacts (val split; CPU ms = median model time, batch 1):", header]
+    for variant, d in deployed.items():
+        ev = d["evaluation"]
+        ms = [d["profiles"][b]["model"]["median_ms"] for b in DEPLOY_BACKENDS]
+        lines.append(
+            f"{variant:<16}{ev['reference']['AP']:>14.4f}{ev['AP']:>12.4f}{ev['delta']['AP']:>+9.4f}"
+            f"{ms[0]:>14.2f}{ms[1]:>19.2f}"
+        )
+    return "\n".join(lines)

@@ -15,6 +15,7 @@ TINY = DemoConfig(
     runs=(("damo_yolo_tiny", 1), ("rtdetrv2_tiny", 1)),
     img_size=64,
     batch_size=3,
+    profile_seconds=0.05,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*")
@@ -36,6 +37,19 @@ def test_demo_synthesises_validates_versions_trains_and_evaluates(tmp_path, make
     text = "\n".join(lines)
     assert "dataset version " + result["version"]["md5"] in text
     assert text.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all") == 2
+    # Deploy: both ONNX artifacts beside their checkpoints, evaluated against them, profiled twice.
+    assert set(result["deploy"]) == {"damo_yolo_tiny", "rtdetrv2_tiny"}
+    for variant, deployed in result["deploy"].items():
+        best = Path(result["runs"][variant]["checkpoints"]["best"])
+        assert Path(deployed["onnx"]) == best.with_suffix(".onnx") and best.with_suffix(".onnx").is_file()
+        assert abs(deployed["evaluation"]["delta"]["AP"]) <= 1e-3
+        assert deployed["evaluation"]["reference"]["AP"] == pytest.approx(
+            result["stats"][variant]["AP"], abs=1e-3
+        )
+        assert set(deployed["profiles"]) == {"ort", "openvino"}
+    table = text[text.index("Deployed artifacts") :].splitlines()
+    assert "mAP (PyTorch)" in table[1] and "CPU ms (OpenVINO)" in table[1]
+    assert [row.split()[0] for row in table[2:4]] == ["damo_yolo_tiny", "rtdetrv2_tiny"]
 
 
 def test_demo_stops_before_training_when_data_is_invalid(tmp_path, make_dvc_project, monkeypatch):
