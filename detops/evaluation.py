@@ -21,6 +21,7 @@ import contextlib
 import copy
 import io
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,24 @@ def _normalised_ground_truth(gt: dict[str, Any], *, source: str) -> dict[str, An
     return gt
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _field_problem(det: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, what it must be) for the first ill-typed field of one detection, else None."""
+    for key in ("image_id", "category_id"):
+        value = det[key]
+        if not (isinstance(value, str) or _is_number(value)):
+            return key, "a number (an id of the annotations)"
+    box = det["bbox"]
+    if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+        return "bbox", "a list of 4 finite numbers [x, y, w, h]"
+    if not _is_number(det["score"]):
+        return "score", "a finite number"
+    return None
+
+
 def check_results(gt: dict[str, Any], results: list[dict[str, Any]], *, source: str) -> None:
     """Raise ``DetopsError`` when ``results`` name images or categories absent from ``gt``, or lack fields."""
     if not isinstance(results, list):
@@ -100,9 +119,19 @@ def check_results(gt: dict[str, Any], results: list[dict[str, Any]], *, source: 
     image_ids = {img["id"] for img in gt["images"]}
     cat_ids = {cat["id"] for cat in gt["categories"]}
     for i, det in enumerate(results):
+        if not isinstance(det, dict):
+            raise DetopsError(
+                f"predictions {source}: detection {i} is a JSON {type(det).__name__}, not an object"
+            )
         missing = [k for k in ("image_id", "category_id", "bbox", "score") if k not in det]
         if missing:
             raise DetopsError(f"predictions {source}: detection {i} lacks field(s) {', '.join(missing)}")
+        problem = _field_problem(det)
+        if problem is not None:
+            field, expected = problem
+            raise DetopsError(
+                f"predictions {source}: detection {i} field {field!r} must be {expected}, got {det[field]!r}"
+            )
     unknown_images = sorted({det["image_id"] for det in results} - image_ids, key=str)
     if unknown_images:
         shown = ", ".join(map(str, unknown_images[:5]))
@@ -191,18 +220,26 @@ def evaluate_files(
 ) -> dict[str, Any]:
     """Evaluate a COCO results JSON file against a COCO annotations JSON file; returns the stats dict
     (``backend`` as in ``evaluate_results``)."""
+    from detops.data.checks import check_annotations
+
     gt = load_json(annotations, what="annotations")
     results = load_json(predictions, what="predictions")
     if not isinstance(gt, dict):
         raise DetopsError(f"annotations {annotations}: expected a JSON object at top level")
+    # The checks ``data validate`` runs, minus image files (none here) and the two fields COCOeval
+    # can default (``area`` from the box, ``iscrowd`` 0).
+    check_annotations(gt, file=Path(annotations), image_dir=None, optional=("area", "iscrowd"))
     return evaluate_results(
         gt, results, gt_source=str(annotations), results_source=str(predictions), backend=backend
     )
 
 
 def format_stats(stats: dict[str, Any]) -> str:
-    """The 12 statistics in pycocotools' layout followed by a per-class AP table, as printable text."""
+    """The 12 statistics in pycocotools' layout (and, when the stats carry it, the number of predicted
+    boxes dropped for non-finite coordinates) followed by a per-class AP table, as printable text."""
     lines = [f" {label} = {value:.3f}" for label, value in zip(STAT_LABELS, stats["stats"], strict=True)]
+    if "dropped_nonfinite" in stats:
+        lines.append(f" predicted boxes dropped for non-finite coordinates: {stats['dropped_nonfinite']}")
     per_class = stats.get("per_class") or {}
     if per_class:
         width = max(8, *(len(n) for n in per_class))

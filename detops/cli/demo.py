@@ -17,8 +17,13 @@ def demo_cmd(
     img_size: int = typer.Option(256, help="Training and evaluation input size."),
 ) -> None:
     """Synthesise, validate and version a dataset, then train and evaluate damo_yolo_t and rtdetrv2_s."""
+    from detops.cli import _validate as check
     from detops.demo import DEMO_RUNS, DemoConfig, run_demo
     from detops.settings import get_settings
 
+    if epochs is not None:
+        check.at_least(epochs, "--epochs", 1)
+    for variant, _ in DEMO_RUNS:
+        check.input_size(check.variant(variant), img_size, training=True)
     runs = DEMO_RUNS if epochs is None else tuple((variant, epochs) for variant, _ in DEMO_RUNS)
     run_demo(settings=get_settings(), config=DemoConfig(runs=runs, img_size=img_size), echo=typer.echo)

@@ -23,14 +23,12 @@ def export_cmd(
 ) -> None:
     """Fuse, export to ONNX with a dynamic batch axis, and check ONNX Runtime against PyTorch."""
     import models
-    from detops.errors import DetopsError
+    from detops.cli import _validate as check
     from detops.export import export_onnx
     from detops.weights import load_weights
 
-    try:
-        models.get_variant(variant)
-    except ValueError as exc:
-        raise DetopsError(str(exc)) from None
+    row = check.variant(variant)
+    check.input_size(row, img_size if img_size is not None else row.input_size)
     num_classes = 80
     state = None
     if weights is not None:

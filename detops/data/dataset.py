@@ -8,9 +8,14 @@ A *sample* is the plain dict every transform in ``detops.data`` takes and return
 * ``"image_id"``: the annotation file's image id; ``"orig_size"``: (height, width) of the file on disk.
 
 Category ids are mapped to contiguous labels in ascending id order (COCO's 1..90 with gaps -> 0..79);
-``label_to_category_id`` maps back for COCO results. Crowd boxes and boxes of zero area are dropped
-from the training targets (the ground truth used for evaluation keeps them, as COCOeval expects);
-images without objects are kept.
+``label_to_category_id`` maps back for COCO results. Crowd boxes and boxes of zero area after clipping
+to the image are dropped from the training targets (the ground truth used for evaluation keeps them,
+as COCOeval expects); images without objects are kept.
+
+The annotation file must pass the checks ``detops data validate`` runs (``detops.data.checks``; a
+failure is the same one-line ``DetopsError`` wording), and an image whose decoded size differs from
+its declared ``width``/``height`` is refused when it is loaded, naming the file (boxes are annotated
+against the declared size, so rescaling them would be a guess).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from detops.data.checks import check_annotations
 from detops.errors import DetopsError
 from detops.evaluation import load_json
 
@@ -32,6 +38,10 @@ Sample = dict[str, Any]
 # A transform maps a sample to a new sample; ``rng`` is the only randomness it may use and
 # ``dataset`` lets multi-image augmentations (mosaic, mixup) draw further raw samples.
 Transform = Callable[..., Sample]
+
+
+def _num(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -65,11 +75,7 @@ class CocoDetection(Dataset):
         gt = load_json(self.annotation_file, what="annotations")
         if not isinstance(gt, dict):
             raise DetopsError(f"annotations {self.annotation_file}: expected a JSON object at top level")
-        for key in ("images", "categories"):
-            if not isinstance(gt.get(key), list):
-                raise DetopsError(
-                    f"annotations {self.annotation_file}: field {key!r} is missing or not a list"
-                )
+        check_annotations(gt, file=self.annotation_file, image_dir=self.image_dir)
         gt.setdefault("annotations", [])
         self.coco: dict[str, Any] = gt
         self.transform = transform
@@ -148,9 +154,12 @@ class CocoDetection(Dataset):
         image = decode_image(self.image_dir / info["file_name"])
         boxes, labels = self._targets[index]
         if image.shape[0] != info["height"] or image.shape[1] != info["width"]:
-            # Trust the pixels: rescale boxes annotated against the declared size.
-            sx, sy = image.shape[1] / float(info["width"]), image.shape[0] / float(info["height"])
-            boxes = boxes * np.asarray([sx, sy, sx, sy], dtype=np.float32)
+            raise DetopsError(
+                f"image {self.image_dir / info['file_name']}: decoded size {image.shape[1]}x{image.shape[0]} "
+                f"differs from the declared width x height {_num(info['width'])}x{_num(info['height'])} "
+                f"(image id {info['id']} in {self.annotation_file}); check "
+                "'decoded image size equals declared width/height' of `detops data validate --all-images`"
+            )
         return {
             "image": image,
             "boxes": boxes.copy(),

@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detops.data.checks import BBOX_TOLERANCE, checks
+from detops.data.checks import category_ids as declared_category_ids
 from detops.data.layout import CocoSplit, find_split, list_splits, load_coco_json
 
+__all__ = ["BBOX_TOLERANCE", "Failure", "ValidationReport", "failure_table", "validate_dataset"]
+
 DEFAULT_SAMPLE_IMAGES = 500
-BBOX_TOLERANCE = 1.0
-"""Pixels a box may leave its image by (float rounding in real COCO files)."""
 DOCS_SITE = "detops"
 MAX_EXAMPLES = 5
 
@@ -57,70 +59,30 @@ class ValidationReport:
 
 
 def _expectations(table: str, *, category_ids: list[int], tolerance: float) -> list[Any]:
-    """The GE expectations for ``table`` ("images", "annotations" or "categories")."""
+    """The GE expectations for ``table`` ("images", "annotations" or "categories"): one per row of
+    ``detops.data.checks.checks``, the table training runs too."""
     import great_expectations as gx
 
     ex = gx.expectations
-
-    def present(column: str, what: str) -> Any:
-        return ex.ExpectColumnValuesToNotBeNull(column=column, description=f"{what} present")
-
-    def positive(column: str, what: str) -> Any:
-        return ex.ExpectColumnValuesToBeBetween(
-            column=column, min_value=0, strict_min=True, description=f"{what} > 0"
-        )
-
-    def true(column: str, what: str) -> Any:
-        return ex.ExpectColumnValuesToBeInSet(column=column, value_set=[True], description=what)
-
-    if table == "images":
-        return [
-            present("id", "image id (a number)"),
-            present("file_name", "image file_name (a non-empty string)"),
-            present("width", "image width (a number)"),
-            present("height", "image height (a number)"),
-            ex.ExpectColumnValuesToBeUnique(column="id", description="image ids unique"),
-            positive("width", "image width"),
-            positive("height", "image height"),
-            true("file_present", "image file present"),
-            true("decodable", "image file decodable"),
-            true("size_matches", "decoded image size equals declared width/height"),
-        ]
-    if table == "annotations":
-        return [
-            present("id", "annotation id (a number)"),
-            present("image_id", "annotation image_id (a number)"),
-            present("category_id", "annotation category_id (a number)"),
-            present("area", "annotation area (a number)"),
-            present("iscrowd", "annotation iscrowd"),
-            ex.ExpectColumnValuesToBeUnique(column="id", description="annotation ids unique"),
-            true("image_declared", "annotation image_id declared in images"),
-            ex.ExpectColumnValuesToBeInSet(
-                column="category_id",
-                value_set=category_ids,
-                description="annotation category_id declared in categories",
-            ),
-            true("bbox_well_formed", "bbox is a list of 4 numbers"),
-            true("bbox_finite", "bbox values finite"),
-            positive("bbox_w", "bbox width"),
-            positive("bbox_h", "bbox height"),
-            ex.ExpectColumnValuesToBeBetween(
-                column="bbox_outside_by",
-                max_value=tolerance,
-                description=f"bbox inside its image (tolerance {tolerance:g} px)",
-            ),
-            positive("area", "annotation area"),
-            ex.ExpectColumnValuesToBeInSet(
-                column="iscrowd", value_set=[0, 1], description="iscrowd in {0, 1}"
-            ),
-        ]
-    if table == "categories":
-        return [
-            present("id", "category id (a number)"),
-            present("name", "category name (a non-empty string)"),
-            ex.ExpectColumnValuesToBeUnique(column="id", description="category ids unique"),
-        ]
-    raise ValueError(f"unknown table {table!r}")
+    out: list[Any] = []
+    for check in checks(table, category_ids=category_ids, tolerance=tolerance):
+        common: dict[str, Any] = {"column": check.column, "description": check.description}
+        if check.kind == "not_null":
+            out.append(ex.ExpectColumnValuesToNotBeNull(**common))
+        elif check.kind == "unique":
+            out.append(ex.ExpectColumnValuesToBeUnique(**common))
+        elif check.kind == "in_set":
+            out.append(ex.ExpectColumnValuesToBeInSet(value_set=list(check.value_set or ()), **common))
+        elif check.kind == "between":
+            bounds: dict[str, Any] = {}
+            if check.min_value is not None:
+                bounds.update(min_value=check.min_value, strict_min=check.strict_min)
+            if check.max_value is not None:
+                bounds["max_value"] = check.max_value
+            out.append(ex.ExpectColumnValuesToBeBetween(**bounds, **common))
+        else:
+            raise ValueError(f"no GE expectation for check kind {check.kind!r}")
+    return out
 
 
 def _context(docs_dir: Path | None) -> Any:
@@ -204,7 +166,7 @@ def validate_dataset(
     (None: none are written). Raises ``DetopsError`` (one line) for a missing root, a missing or
     malformed annotation file, or a folder that is not COCO-shaped.
     """
-    from detops.data.validate_frames import annotations_frame, categories_frame, images_frame
+    from detops.data.checks import frames as build_frames
 
     start = time.perf_counter()
     if splits:
@@ -217,15 +179,11 @@ def validate_dataset(
     counts: dict[str, dict[str, int]] = {}
     for split in found:
         data = load_coco_json(split.annotations)
-        images = images_frame(
+        tables = build_frames(
             data, file=split.annotations, image_dir=split.images, sample_images=sample_images, seed=seed
         )
-        tables = {
-            "images": images,
-            "annotations": annotations_frame(data, file=split.annotations, images=images),
-            "categories": categories_frame(data, file=split.annotations),
-        }
-        category_ids = sorted({int(v) for v in tables["categories"]["id"].dropna() if float(v).is_integer()})
+        images = tables["images"]
+        category_ids = declared_category_ids(tables["categories"])
         frames.append((split, tables, category_ids))
         counts[split.name] = {
             "images": len(images),

@@ -61,11 +61,12 @@ def _bbox_columns(bbox: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def images_frame(
-    data: dict[str, Any], *, file: Path, image_dir: Path, sample_images: int | None, seed: int = 0
+    data: dict[str, Any], *, file: Path, image_dir: Path | None, sample_images: int | None, seed: int = 0
 ) -> pd.DataFrame:
     """One row per image: ``id``, ``file_name``, ``width``, ``height`` (numeric, NaN if missing or not a
-    number), and derived ``file_present`` (bool), ``decodable`` and ``size_matches`` (bool or None when
-    the image was not decoded). ``sample_images``: how many present images to decode (None: all)."""
+    number), and derived ``file_present`` (bool; None throughout when ``image_dir`` is None: not
+    checked), ``decodable`` and ``size_matches`` (bool or None when the image was not decoded).
+    ``sample_images``: how many present images to decode (None: all)."""
     raw = _records(data, "images", IMAGE_FIELDS, file)
     df = pd.DataFrame(
         {
@@ -77,6 +78,10 @@ def images_frame(
             "height": _numeric(raw["height"]),
         }
     )
+    if image_dir is None:  # ground truth without images (``evaluate --annotations``)
+        for column in ("file_present", "decodable", "size_matches"):
+            df[column] = pd.Series([None] * len(df), dtype=object)
+        return df
     try:
         listed = set(os.listdir(image_dir))
     except OSError:

@@ -33,8 +33,17 @@ def _write_coco(root: Path, *, images_dir: str, ann_name: str) -> None:
         "annotations": [
             {"id": 1, "image_id": 10, "category_id": 90, "bbox": [10, 5, 20, 30], "iscrowd": 0, "area": 600},
             {"id": 2, "image_id": 10, "category_id": 5, "bbox": [0, 0, 80, 60], "iscrowd": 1, "area": 4800},
-            {"id": 3, "image_id": 10, "category_id": 17, "bbox": [70, 50, 20, 20], "iscrowd": 0, "area": 400},
-            {"id": 4, "image_id": 4, "category_id": 5, "bbox": [5, 5, 0, 10], "iscrowd": 0, "area": 0},
+            # Past the border by 0.5 px (validation allows 1 px): clipped to the image.
+            {
+                "id": 3,
+                "image_id": 10,
+                "category_id": 17,
+                "bbox": [70, 50, 10.5, 10.5],
+                "iscrowd": 0,
+                "area": 110,
+            },
+            # Starts 0.5 px right of the image: zero width once clipped.
+            {"id": 4, "image_id": 4, "category_id": 5, "bbox": [40.5, 5, 0.5, 10], "iscrowd": 0, "area": 5},
             {"id": 5, "image_id": 4, "category_id": 17, "bbox": [1, 2, 3, 4], "iscrowd": 0, "area": 12},
         ],
     }
@@ -54,7 +63,7 @@ def test_parsing_crowd_empty_and_noncontiguous_ids(tmp_path: Path) -> None:
     np.testing.assert_allclose(a["boxes"], [[10, 5, 30, 35], [70, 50, 80, 60]])
     assert a["labels"].tolist() == [2, 1]
     assert a["image"].shape == (60, 80, 3) and a["orig_size"] == (60, 80)
-    b = by_id[4]  # the zero-width box is dropped
+    b = by_id[4]  # the box of zero width after clipping is dropped
     np.testing.assert_allclose(b["boxes"], [[1, 2, 4, 6]])
     assert b["labels"].tolist() == [1]
     c = by_id[99]
