@@ -13,7 +13,7 @@ import traceback
 
 import typer
 
-from detops.cli import data, demo, deploy, engine, models, tracking, weights
+from detops.cli import data, demo, deploy, engine, engine_build, models, quantize, tracking, weights
 from detops.errors import DetopsError, worker_message
 
 app = typer.Typer(
@@ -28,6 +28,8 @@ app.add_typer(models.app, name="models")
 app.add_typer(weights.app, name="weights")
 engine.register(app)
 deploy.register(app)
+engine_build.register(app)
+quantize.register(app)
 tracking.register(app)
 demo.register(app)
 

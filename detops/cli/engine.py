@@ -87,8 +87,13 @@ def evaluate(
     reference: Path = typer.Option(
         None, "--reference", help="With an artifact: checkpoint to compare each COCO statistic against."
     ),
+    max_drop: float = typer.Option(
+        None, "--max-drop", help="With --reference: exit 1 when mAP 50:95 is more than this below it."
+    ),
 ) -> None:
     """COCO bbox mAP (pycocotools): a results file against annotations, or a checkpoint on a dataset."""
+    if max_drop is not None and (reference is None or not 0 <= max_drop < 1):
+        raise DetopsError(f"--max-drop needs --reference CHECKPOINT and a value in [0, 1), got {max_drop}")
     from detops.evaluation import STAT_NAMES, evaluate_files, format_stats
 
     if checkpoint is not None:
@@ -139,6 +144,13 @@ def evaluate(
 
             typer.echo(f"\n{stats['artifact']} ({stats['backend']}) against --reference {reference}:")
             typer.echo(format_delta(stats))
+    if max_drop is not None:
+        from detops.deploy.accuracy_gate import accuracy_gate
+
+        verdict = accuracy_gate(stats, max_drop=max_drop)
+        typer.echo(f"accuracy gate {'passed' if verdict.passed else 'FAILED'}: {verdict.detail}", err=as_json)
+        if not verdict.passed:
+            raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
