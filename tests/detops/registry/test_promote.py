@@ -1,0 +1,272 @@
+"""Promotion, rollback, failure injection and racing promotions against a real ``mlflow server``.
+
+Each test works on its own registered model (a fresh variant name), so the session's server is shared
+safely. Versions are registered directly with the ``detops.*`` tags that ``register_run`` writes; the
+end-to-end registration of a trained run lives in ``test_register.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any
+
+import pytest
+
+from detops.errors import DetopsError
+from detops.registry import tags as T
+from detops.registry.client import CHALLENGER, CHAMPION, RegistryClient, model_name
+from detops.registry.policy import Policy
+from detops.registry.promote import promote, rollback
+
+
+@pytest.fixture(scope="module")
+def client(mlflow_server: Any) -> RegistryClient:
+    return RegistryClient(tracking_uri=mlflow_server.url)
+
+
+@pytest.fixture(scope="module")
+def source_run(client: RegistryClient, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One run holding a stand-in model directory that every test version points at."""
+    run_id = client.create_run(experiment="detops-registry-tests", run_name="source", tags={})
+    model_dir = tmp_path_factory.mktemp("model")
+    (model_dir / "MLmodel").write_text("artifact_path: model\nflavors: {}\n")
+    client.log_run_artifacts(run_id, model_dir, artifact_path="model")
+    return run_id
+
+
+def _variant() -> str:
+    return f"test_{uuid.uuid4().hex[:10]}"
+
+
+def _add(
+    client: RegistryClient,
+    run_id: str,
+    variant: str,
+    *,
+    artifact_map: float = 0.30,
+    checkpoint_map: float | None = None,
+    latency: float = 10.0,
+    valid: bool | None = True,
+) -> int:
+    tags = {
+        T.DATA_VALID: T.fmt_bool(valid),
+        T.map_tag("ort"): T.fmt_float(artifact_map),
+        T.MAP_CHECKPOINT: T.fmt_float(artifact_map if checkpoint_map is None else checkpoint_map),
+        T.latency_tag("ort"): T.fmt_float(latency),
+    }
+    return client.create_version(
+        model_name(variant), source=f"runs:/{run_id}/model", run_id=run_id, tags=tags
+    )
+
+
+def _aliases(client: RegistryClient, variant: str) -> tuple[int | None, int | None]:
+    name = model_name(variant)
+    return client.alias_version(name, CHAMPION), client.alias_version(name, CHALLENGER)
+
+
+POLICY = Policy(map_tolerance=0.01, max_accuracy_drop=0.02, latency_budget_ms=50.0)
+
+
+def test_first_promotion_records_tags_and_audit(client: RegistryClient, source_run: str) -> None:
+    variant = _variant()
+    v1 = _add(client, source_run, variant)
+    decision = promote(variant, policy=POLICY, client=client, who="tester@host")
+    assert (decision.decision, decision.version, decision.champion, decision.previous_champion) == (
+        "promoted",
+        v1,
+        v1,
+        None,
+    )
+    assert _aliases(client, variant) == (v1, v1)
+    tags = client.get_version(model_name(variant), v1).tags
+    assert tags[T.DECISION] == "promoted" and tags[T.DECISION_WHO] == "tester@host"
+    assert tags[T.gate_tag("latency", "passed")] == "true"
+    assert float(tags[T.gate_tag("latency", "value")]) == 10.0
+    assert float(tags[T.gate_tag("latency", "threshold")]) == 50.0
+    (record,) = client.audit_records(model_name(variant))
+    assert record["action"] == "promote" and record["decision"] == "promoted"
+    assert record["who"] == "tester@host" and record["previous_champion"] is None
+    assert record["when"] and record["why"] == "every gate passed"
+    assert [g["name"] for g in record["gates"]] == ["data_valid", "map", "accuracy_drop", "latency"]
+    assert client.champion_history(model_name(variant)) == [v1]
+
+
+@pytest.mark.parametrize(
+    ("gate", "figures"),
+    [
+        ("data_valid", {"valid": False}),
+        ("map", {"artifact_map": 0.28, "checkpoint_map": 0.28}),  # champion 0.30 - tol 0.01 = 0.29
+        ("accuracy_drop", {"artifact_map": 0.31, "checkpoint_map": 0.34}),  # drop 0.03 > 0.02
+        ("latency", {"latency": 50.5}),  # budget 50 ms
+    ],
+)
+def test_each_gate_failing_keeps_the_champion(
+    client: RegistryClient, source_run: str, gate: str, figures: dict[str, Any]
+) -> None:
+    variant = _variant()
+    v1 = _add(client, source_run, variant)
+    promote(variant, policy=POLICY, client=client)
+    v2 = _add(client, source_run, variant, **figures)
+    decision = promote(variant, policy=POLICY, client=client)
+    assert decision.decision == "rejected" and not decision.passed
+    assert [g.name for g in decision.gates if not g.passed] == [gate]
+    assert _aliases(client, variant) == (v1, v2)  # champion stays; the rejected one is the challenger
+    tags = client.get_version(model_name(variant), v2).tags
+    assert tags[T.DECISION] == "rejected" and tags[T.gate_tag(gate, "passed")] == "false"
+    assert client.audit_records(model_name(variant))[-1]["failed_gates"] == [gate]
+    assert client.champion_history(model_name(variant)) == [v1]
+
+
+def test_within_tolerance_passes_and_rollback_restores(client: RegistryClient, source_run: str) -> None:
+    variant = _variant()
+    name = model_name(variant)
+    v1 = _add(client, source_run, variant)
+    promote(variant, policy=POLICY, client=client)
+    v2 = _add(client, source_run, variant, artifact_map=0.295)  # within the 0.01 tolerance
+    assert promote(variant, policy=POLICY, client=client).decision == "promoted"
+    assert _aliases(client, variant)[0] == v2
+    back = rollback(variant, client=client, who="ops@host")
+    assert (back.champion, back.previous_champion, back.decision) == (v1, v2, "rolled back")
+    assert _aliases(client, variant)[0] == v1
+    assert client.champion_history(name) == [v1]
+    record = client.audit_records(name)[-1]
+    assert (record["action"], record["version"], record["previous_champion"], record["who"]) == (
+        "rollback",
+        v1,
+        v2,
+        "ops@host",
+    )
+    assert client.get_version(name, v2).tags[T.DECISION] == "rolled back"
+    with pytest.raises(DetopsError, match="no previous champion"):
+        rollback(variant, client=client)
+    assert _aliases(client, variant)[0] == v1
+
+
+def test_promote_given_version_and_missing_things(client: RegistryClient, source_run: str) -> None:
+    variant = _variant()
+    with pytest.raises(DetopsError, match="no registered model"):
+        promote(variant, client=client)
+    v1 = _add(client, source_run, variant)
+    _add(client, source_run, variant, latency=500.0)  # v2, newest, too slow
+    assert promote(variant, policy=POLICY, version=v1, client=client).champion == v1
+    with pytest.raises(DetopsError, match="no version 99"):
+        promote(variant, policy=POLICY, version=99, client=client)
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+class FailingClient(RegistryClient):
+    """A real client that raises at one chosen step (the server stays real)."""
+
+    def __init__(self, *, tracking_uri: str, fail_at: str) -> None:
+        super().__init__(tracking_uri=tracking_uri)
+        self.fail_at = fail_at
+
+    def _maybe_fail(self, step: str) -> None:
+        if step == self.fail_at:
+            self.fail_at = ""  # once: the restore path must be able to use the same step
+            raise _Boom(f"injected failure at {step}")
+
+    def write_audit(self, record: dict[str, Any]) -> str:
+        self._maybe_fail("write_audit")
+        return super().write_audit(record)
+
+    def set_version_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
+        self._maybe_fail("set_version_tags")
+        super().set_version_tags(name, version, tags)
+
+    def set_champion_history(self, name: str, history: list[int]) -> None:
+        self._maybe_fail("set_champion_history")
+        super().set_champion_history(name, history)
+
+    def set_alias(self, name: str, alias: str, version: int | None) -> None:
+        if alias == CHAMPION:
+            self._maybe_fail("set_champion")
+        super().set_alias(name, alias, version)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        pytest.param("write_audit", marks=pytest.mark.slow),
+        pytest.param("set_version_tags", marks=pytest.mark.slow),
+        "set_champion_history",
+        "set_champion",
+    ],
+)
+def test_exception_midway_leaves_aliases_as_they_were(
+    client: RegistryClient, source_run: str, mlflow_server: Any, step: str
+) -> None:
+    variant = _variant()
+    name = model_name(variant)
+    v1 = _add(client, source_run, variant)
+    promote(variant, policy=POLICY, client=client)
+    v2 = _add(client, source_run, variant, artifact_map=0.4, checkpoint_map=0.4)
+    promote(variant, policy=Policy(latency_budget_ms=1.0), client=client)  # rejected: v2 is challenger
+    v3 = _add(client, source_run, variant, artifact_map=0.5, checkpoint_map=0.5)
+    failing = FailingClient(tracking_uri=mlflow_server.url, fail_at=step)
+    with pytest.raises(_Boom):
+        promote(variant, policy=POLICY, client=failing)
+    assert _aliases(client, variant) == (v1, v2)
+    assert client.champion_history(name) == [v1]
+    assert v3 > v2
+    assert not client.model_exists(f"lock--{name}")  # the lock was released
+    # and the same promotion succeeds once nothing fails
+    assert promote(variant, policy=POLICY, client=client).champion == v3
+
+
+def test_racing_promotions_leave_one_consistent_champion(
+    client: RegistryClient, source_run: str, mlflow_server: Any
+) -> None:
+    variant = _variant()
+    name = model_name(variant)
+    v1 = _add(client, source_run, variant, artifact_map=0.30)
+    promote(variant, policy=POLICY, client=client)
+    v2 = _add(client, source_run, variant, artifact_map=0.40)
+    v3 = _add(client, source_run, variant, artifact_map=0.45)
+    start = threading.Barrier(2)
+    results: dict[int, Any] = {}
+
+    def run(version: int) -> None:
+        own = RegistryClient(tracking_uri=mlflow_server.url)  # one client per racer
+        start.wait()
+        try:
+            results[version] = promote(variant, policy=POLICY, version=version, client=own)
+        except Exception as exc:  # pragma: no cover - reported by the assertion below
+            results[version] = exc
+
+    threads = [threading.Thread(target=run, args=(v,)) for v in (v2, v3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert all(not isinstance(r, Exception) for r in results.values()), results
+    # Serialised, either order ends with v3 (0.45 beats 0.40; 0.40 is below 0.45 - 0.01 if v3 went first).
+    # Unserialised, both would judge against v1 and the slower writer would win.
+    assert _aliases(client, variant)[0] == v3
+    history = client.champion_history(name)
+    assert history[0] == v1 and history[-1] == v3
+    promoted = [d for d in results.values() if d.decision == "promoted"]
+    assert promoted and results[v3].decision == "promoted"
+    # each promotion judged against the champion the previous one left behind
+    for d in promoted:
+        assert d.previous_champion == history[history.index(d.version) - 1]
+    if results[v2].decision == "rejected":
+        assert results[v2].previous_champion == v3 and history == [v1, v3]
+    else:
+        assert history == [v1, v2, v3]
+
+
+def test_lock_excludes_and_breaks_when_stale(client: RegistryClient, mlflow_server: Any) -> None:
+    name = model_name(_variant())
+    other = RegistryClient(tracking_uri=mlflow_server.url)
+    with client.lock(name):
+        with pytest.raises(DetopsError, match="still held"), other.lock(name, timeout=0.5, stale_after=3600):
+            pass
+        # a holder that looks dead (older than stale_after) is broken
+        with other.lock(name, timeout=5, stale_after=0.0):
+            assert client.model_exists(f"lock--{name}")
+    assert not client.model_exists(f"lock--{name}")
