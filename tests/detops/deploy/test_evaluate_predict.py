@@ -67,9 +67,7 @@ def test_results_list_drops_non_finite_and_rounds():
     assert only == {"image_id": "img", "category_id": 7, "bbox": [1.0, 2.0, 3.5, 6.0], "score": 0.12346}
 
 
-@pytest.mark.parametrize(
-    "variant", ["damo_yolo_tiny", pytest.param("rtdetrv2_tiny", marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("variant", ["damo_yolo_tiny", pytest.param("rtdetrv2_tiny", marks=pytest.mark.slow)])
 def test_onnx_evaluation_equals_checkpoint(variant, tiny_artifacts, synth_root, capsys):
     from detops.engine.inference import evaluate_checkpoint
 
