@@ -80,6 +80,18 @@ def _is_code(exc: Exception, *codes: str) -> bool:
     return getattr(exc, "error_code", None) in codes
 
 
+@contextlib.contextmanager
+def open_registry(settings: Any = None) -> Iterator[RegistryClient]:
+    """A client for the settings' tracking store with the settings' credentials in MLflow's
+    environment for the duration of the block (see :func:`detops.tracking.tracking_env`)."""
+    from detops.settings import get_settings
+    from detops.tracking.credentials import tracking_env
+
+    settings = settings or get_settings()
+    with tracking_env(settings) as uri:
+        yield RegistryClient(tracking_uri=uri)
+
+
 class RegistryClient:
     """Thin, typed access to the registry and the audit log of one tracking server.
 
@@ -390,6 +402,22 @@ class RegistryClient:
         else:
             exp_id = exp.experiment_id
         return str(self._client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id)
+
+    @property
+    def display_uri(self) -> str:
+        """The tracking URI without any ``user:password@`` part, for messages."""
+        import re
+
+        return re.sub(r"//[^/@]*@", "//", self.tracking_uri)
+
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """Tags of run ``run_id``."""
+        return dict(self._client.get_run(run_id).data.tags)
+
+    def download_run_artifact(self, run_id: str, path: str, dst: Path) -> Path:
+        """Download one artifact of a run into ``dst`` (keeping its relative path); returns the file."""
+        dst.mkdir(parents=True, exist_ok=True)
+        return Path(self._client.download_artifacts(run_id, path, str(dst)))
 
     def run_exists(self, run_id: str) -> bool:
         """Whether ``run_id`` names a run on this server."""

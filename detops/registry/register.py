@@ -1,0 +1,266 @@
+"""``register_run``: turn a finished training run into a new version of ``detops-<variant>``.
+
+Given a run directory (or the MLflow run id of one), it:
+
+1. validates the run's dataset (Great Expectations, sampled images) and reads its version (the DVC
+   hash when DVC tracks it, otherwise a content digest);
+2. exports the best checkpoint to ONNX (the export refuses to write a file that fails its ONNX
+   Runtime parity check; the per-output relative errors are kept);
+3. evaluates that ONNX artifact on the run's validation split against the checkpoint (ONNX Runtime,
+   with the checkpoint as reference) and on OpenVINO;
+4. profiles it on the CPU backends (median model time at batch 1 and the environment);
+5. measures params and GFLOPs (640x640, the form its family publishes) of the trained model;
+6. logs the ONNX model into the training's MLflow run with MLflow 3's model logging (signature and
+   input example), the evaluation and profile JSON beside it under ``registry/``;
+7. creates the version with every figure as a ``detops.*`` tag (names in :mod:`detops.registry.tags`).
+
+Nothing is registered when any step fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from detops.errors import DetopsError
+from detops.registry import tags as T
+
+CPU_BACKENDS: tuple[str, ...] = ("ort", "openvino")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What ``register_run`` created: model name, version number, the MLflow run and every tag."""
+
+    model: str
+    version: int
+    run_id: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _RunFiles:
+    run_dir: Path
+    best: Path
+    config: dict[str, Any]
+    run_id: str | None
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise DetopsError(f"run directory {run_dir}: no config.json (is it a `detops train` run?)")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DetopsError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    for key in ("variant", "data"):
+        if not isinstance(config.get(key), str):
+            raise DetopsError(f"{path}: field {key!r} missing or not a string: {config.get(key)!r}")
+    return dict(config)
+
+
+def _resolve_run(run: str | os.PathLike[str], *, client: Any, cache: Path) -> _RunFiles:
+    """A run directory as is; an MLflow run id through its ``detops.run_dir`` tag, or by downloading
+    its ``config.json`` and ``checkpoints/best.pt`` into ``cache``."""
+    from detops.tracking.runs import run_id_for
+
+    path = Path(run)
+    if path.is_dir():
+        best = path / "best.pt"
+        if not best.is_file():
+            raise DetopsError(f"run directory {path}: no best.pt")
+        return _RunFiles(path, best, _read_config(path), run_id_for(path))
+    text = str(run).strip()
+    if not _RUN_ID.match(text):
+        raise DetopsError(
+            f"register: {text!r} is neither a run directory nor an MLflow run id (32 hex digits)"
+        )
+    if not client.run_exists(text):
+        raise DetopsError(f"register: no MLflow run {text} on {client.display_uri}")
+    local = client.run_tags(text).get("detops.run_dir")
+    if local and (Path(local) / "best.pt").is_file() and (Path(local) / "config.json").is_file():
+        return _RunFiles(Path(local), Path(local) / "best.pt", _read_config(Path(local)), text)
+    target = cache / "runs" / text
+    client.download_run_artifact(text, "config.json", target)
+    client.download_run_artifact(text, "checkpoints/best.pt", target)
+    (target / "checkpoints" / "best.pt").replace(target / "best.pt")
+    return _RunFiles(target, target / "best.pt", _read_config(target), text)
+
+
+def _input_example(meta: Any) -> Any:
+    """A batch-1 example of the ONNX graph's inputs (what MLflow stores and infers the signature from)."""
+    import numpy as np
+
+    size = int(meta.input_size)
+    images = np.zeros((1, 3, size, size), dtype=np.float32)
+    if meta.family == "rtdetrv2":
+        return {"images": images, "orig_target_sizes": np.array([[size, size]], dtype=np.int64)}
+    return images
+
+
+def _measure(best: Path, *, variant: str, num_classes: int) -> dict[str, float]:
+    """Params and GFLOPs (640x640) of the trained model, counted the way its family publishes them."""
+    import models
+    from detops.engine.checkpoint import model_weights
+    from detops.weights import load_checkpoint_file
+
+    family = models.family_module(variant)
+    model = models.build_model(variant, num_classes=num_classes).eval()
+    model.load_state_dict(model_weights(load_checkpoint_file(best)), strict=True)
+    return {
+        "params": float(family.count_params(model)),
+        "gflops": round(float(family.count_gflops(model, image_size=640)), 3),
+    }
+
+
+def register_run(
+    run: str | os.PathLike[str],
+    *,
+    settings: Any = None,
+    client: Any = None,
+    backends: Sequence[str] = CPU_BACKENDS,
+    profile_seconds: float = 1.5,
+    sample_images: int | None = 64,
+    echo: Callable[[str], None] = print,
+) -> Registration:
+    """Register the run ``run`` (a run directory or an MLflow run id) as a new version of
+    ``detops-<variant>``; see the module docstring for the steps and tags.
+
+    ``settings``: project root, home (work files under ``<home>/registry``) and tracking store
+    (default: the process settings). ``client``: a :class:`~detops.registry.client.RegistryClient`
+    (default: one for the settings). ``sample_images``: images per split decoded by data validation.
+    Raises ``DetopsError`` (one line) for a bad run or any failed step; nothing is registered then.
+    """
+    from detops.data.validate import validate_dataset
+    from detops.deploy.evaluate import evaluate_artifact
+    from detops.deploy.exporting import export_artifact
+    from detops.deploy.profile import profile_runner
+    from detops.deploy.runners.base import load_runner
+    from detops.fileio import write_json
+    from detops.registry.client import RegistryClient, model_name
+    from detops.settings import get_settings
+    from detops.tracking.provenance import code_version, dataset_version
+    from detops.tracking.runs import write_run_id
+
+    settings = settings or get_settings()
+    client = client or RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
+    work_root = Path(settings.home) / "registry"
+    files = _resolve_run(run, client=client, cache=work_root)
+    config = files.config
+    variant = str(config["variant"])
+    data_root = Path(config["data"])
+    split = str(config.get("val_split") or "val")
+    if not data_root.is_dir():
+        raise DetopsError(
+            f"{files.run_dir / 'config.json'}: field 'data': dataset {data_root} not found here"
+        )
+    name = model_name(variant)
+    echo(f"[register] {name} from {files.run_dir}")
+
+    echo(f"[register] validating {data_root}")
+    report = validate_dataset(data_root, sample_images=sample_images)
+    data = dataset_version(data_root, project_root=settings.project_root)
+    code = code_version(settings.project_root)
+
+    work = work_root / f"{variant}-{files.run_dir.name}"
+    echo("[register] exporting the best checkpoint to ONNX (with ONNX Runtime parity check)")
+    export, meta = export_artifact(files.best, out=work / "model.onnx")
+    echo(f"[register] evaluating the ONNX artifact on '{split}' against the checkpoint")
+    evaluations: dict[str, dict[str, Any]] = {}
+    for i, backend in enumerate(backends):
+        evaluations[backend] = evaluate_artifact(
+            export.path,
+            backend=backend,
+            data_root=data_root,
+            split=split,
+            reference=files.best if i == 0 else None,
+        )
+    checkpoint_map = float(evaluations[backends[0]]["reference"]["AP"])
+    echo("[register] profiling on " + ", ".join(backends))
+    profiles = {
+        backend: profile_runner(
+            load_runner(export.path, backend=backend),
+            artifact=str(export.path),
+            batch=1,
+            warmup=3,
+            seconds=profile_seconds,
+        )
+        for backend in backends
+    }
+    sizes = _measure(files.best, variant=variant, num_classes=meta.num_classes)
+
+    tags: dict[str, str] = {
+        T.VARIANT: variant,
+        T.DATASET_VERSION: data.digest,
+        "detops.dataset_tracked_by": data.tracked_by,
+        "detops.dataset_git_revision": data.git_revision,
+        T.DATA_VALID: T.fmt_bool(report.success),
+        T.GIT_COMMIT: code["git_commit"],
+        "detops.git_dirty": code["git_dirty"],
+        T.RUN_DIR: str(files.run_dir),
+        T.IMG_SIZE: str(meta.input_size),
+        "detops.num_classes": str(meta.num_classes),
+        T.PARAMS: str(int(sizes["params"])),
+        T.GFLOPS: T.fmt_float(sizes["gflops"]),
+        T.EXPORT_PARITY: json.dumps({"passed": True, "max_rel_error": export.max_rel_error}, sort_keys=True),
+        T.MAP_CHECKPOINT: T.fmt_float(checkpoint_map),
+        "detops.best_epoch": str(_summary_field(files.run_dir, "best_epoch")),
+    }
+    for backend, ev in evaluations.items():
+        tags[T.map_tag(backend)] = T.fmt_float(float(ev["AP"]))
+    for backend, prof in profiles.items():
+        tags[T.latency_tag(backend)] = T.fmt_float(float(prof["model"]["median_ms"]))
+        tags[f"detops.latency_e2e_ms.{backend}"] = T.fmt_float(float(prof["end_to_end"]["median_ms"]))
+        tags[T.latency_env_tag(backend)] = json.dumps(_env_summary(prof), sort_keys=True)[:4900]
+
+    run_id = files.run_id
+    if run_id is None or not client.run_exists(run_id):
+        run_id = client.create_run(
+            experiment=f"detops-{variant}",
+            run_name=f"register {files.run_dir.name}",
+            tags={T.VARIANT: variant, T.RUN_DIR: str(files.run_dir)},
+        )
+        client.set_run_terminated(run_id)
+        if not files.run_dir.resolve().is_relative_to(work_root.resolve()):
+            write_run_id(files.run_dir, run_id)
+    tags[T.RUN_ID] = run_id
+
+    details = work / "details"
+    for backend, ev in evaluations.items():
+        write_json(details / f"evaluation_{backend}.json", ev)
+    for backend, prof in profiles.items():
+        write_json(details / f"profile_{backend}.json", prof)
+    write_json(details / "export.json", {"path": str(export.path), "max_rel_error": export.max_rel_error})
+    echo("[register] logging the ONNX model to MLflow and creating the version")
+    client.log_run_artifacts(run_id, details, artifact_path="registry")
+    model_uri, model_id = client.log_onnx_model(
+        run_id=run_id, onnx_path=export.path, input_example=_input_example(meta)
+    )
+    version = client.create_version(name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    echo(f"[register] {name} version {version} (run {run_id})")
+    return Registration(model=name, version=version, run_id=run_id, tags=tags)
+
+
+def _summary_field(run_dir: Path, key: str) -> Any:
+    try:
+        return json.loads((run_dir / "summary.json").read_text()).get(key, "")
+    except (OSError, json.JSONDecodeError):
+        return ""
+
+
+def _env_summary(profile: dict[str, Any]) -> dict[str, Any]:
+    """The part of a profile's environment a reader of a latency figure needs, plus the method."""
+    env = dict(profile.get("environment", {}))
+    keep = {k: env[k] for k in sorted(env) if not isinstance(env[k], dict | list)}
+    keep["batch"] = profile.get("batch")
+    keep["input_size"] = profile.get("input_size")
+    keep["precision"] = profile.get("precision")
+    keep["device"] = profile.get("device")
+    return keep
