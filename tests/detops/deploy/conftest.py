@@ -57,14 +57,15 @@ def checkpoint_factory():
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
-    """``{variant: {"checkpoint": run_dir/best.pt, "run": run_dir, "onnx": run_dir/best.onnx}}``."""
-    from detops.deploy.exporting import export_artifact
+    """``{variant: {"checkpoint": run_dir/best.pt, "run": run_dir, "onnx": run_dir/best.onnx}}``, the
+    ONNX files made by ``detops export RUN_DIR`` (default output beside the checkpoint)."""
+    from detops.cli import main
 
     root = tmp_path_factory.mktemp("deploy")
     out: dict[str, dict[str, Path]] = {}
     for variant in FAMILIES:
         run = root / variant
         ckpt = make_checkpoint(run / "best.pt", variant, data_root=synth_root)
-        report, _ = export_artifact(run)
-        out[variant] = {"checkpoint": ckpt, "run": run, "onnx": report.path}
+        assert main(["export", str(run)]) == 0
+        out[variant] = {"checkpoint": ckpt, "run": run, "onnx": run / "best.onnx"}
     return out

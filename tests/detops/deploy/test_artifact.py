@@ -115,3 +115,18 @@ def test_mismatching_export_is_refused_and_nothing_written(tiny_artifacts, tmp_p
     with pytest.raises(DetopsError, match="ONNX Runtime differs from PyTorch"):
         export_artifact(tiny_artifacts["damo_yolo_tiny"]["checkpoint"], out=tmp_path / "x" / "m.onnx")
     assert list((tmp_path / "x").iterdir()) == []
+
+
+def test_export_cli_refuses_conflicting_options(tiny_artifacts, tmp_path, capsys):
+    from detops.cli import main
+
+    run = tiny_artifacts["damo_yolo_tiny"]["run"]
+    for args, needle in [
+        (["--batch", "2", "--dynamic-batch"], "either --batch N or --dynamic-batch"),
+        (["--img-size", "50"], "--img-size 50"),
+        (["--batch", "0"], "--batch must be >= 1"),
+    ]:
+        code = main(["export", str(run), "--out", str(tmp_path / "m.onnx"), *args])
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "m.onnx").exists()
