@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: demo test test-all lint typecheck bench clean
+.PHONY: demo test test-all lint typecheck bench clean mutation
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,15 @@ lint: $(BIN)/.installed
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
+
+# Mutation testing over the maths and augmentation files ([tool.mutmut] in pyproject.toml; slow, not
+# part of `make test`). MUTANTS narrows the run, e.g. MUTANTS='models.nms*'; see tests/MUTATION.md.
+MUTMUT_CHILDREN ?= 2
+MUTANTS ?=
+mutation: $(BIN)/.installed
+	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
+	$(BIN)/mutmut results
+	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
 
 clean:
 	rm -rf $(VENV) .detops

@@ -203,3 +203,52 @@ def test_iou_invariant_to_translation(a: list[float], shift: float) -> None:
     other = t + torch.tensor([5.0, -3.0, 9.0, 4.0], dtype=torch.float64)
     moved = torch.tensor([shift, -shift, shift, -shift], dtype=torch.float64)
     assert float(box_iou(t, other)[0]) == pytest.approx(float(box_iou(t + moved, other + moved)[0]), abs=1e-9)
+
+
+@pytest.mark.parametrize("eps", [0.5, 3.0])
+def test_eps_is_added_to_every_denominator(eps: float) -> None:
+    # A large guard makes its place in each formula visible: IoU = inter / (union + eps) and
+    # GIoU = IoU - (hull - union) / (hull + eps).
+    gen = torch.Generator().manual_seed(4)
+    a = _random_xyxy(5, gen) / 10
+    b = _random_xyxy(5, gen) / 10
+    iou, _ = box_iou(a, b, eps)
+    giou = generalized_box_iou(a, b, eps)
+    e_iou, _ = elementwise_box_iou(a, b, eps)
+    e_giou = elementwise_generalized_box_iou(a, b, eps)
+    for i, x in enumerate(a.tolist()):
+        for j, y in enumerate(b.tolist()):
+            union = ref_area(x) + ref_area(y) - ref_inter(x, y)
+            hull = (max(x[2], y[2]) - min(x[0], y[0])) * (max(x[3], y[3]) - min(x[1], y[1]))
+            expected_iou = ref_inter(x, y) / (union + eps)
+            expected_giou = expected_iou - (hull - union) / (hull + eps)
+            assert float(iou[i, j]) == pytest.approx(expected_iou, rel=1e-9, abs=1e-12)
+            assert float(giou[i, j]) == pytest.approx(expected_giou, rel=1e-9, abs=1e-12)
+            if i == j:
+                assert float(e_iou[i]) == pytest.approx(expected_iou, rel=1e-9, abs=1e-12)
+                assert float(e_giou[i]) == pytest.approx(expected_giou, rel=1e-9, abs=1e-12)
+
+
+def test_default_guard_on_tiny_boxes() -> None:
+    # Identical boxes of area exactly 1e-9 (the default guard): IoU = 1e-9 / 2e-9 = 0.5.
+    tiny = torch.tensor([[0.0, 0.0, 1e-3, 1e-6]], dtype=torch.float64)
+    assert float(box_iou(tiny, tiny)[0]) == pytest.approx(0.5, rel=1e-6)
+    assert float(elementwise_box_iou(tiny, tiny)[0]) == pytest.approx(0.5, rel=1e-6)
+    # GIoU: hull = union, so the hull term is 0 and GIoU = IoU.
+    assert float(generalized_box_iou(tiny, tiny)) == pytest.approx(0.5, rel=1e-6)
+    assert float(elementwise_generalized_box_iou(tiny, tiny)[0]) == pytest.approx(0.5, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, box_xywh_to_xyxy, box_xyxy_to_xywh],
+    ids=lambda f: f.__name__,
+)
+def test_conversions_work_on_any_leading_shape(convert) -> None:  # type: ignore[no-untyped-def]
+    # [..., 4]: a single box [4] and a batch [2, 3, 4] convert box by box like the [N, 4] case.
+    gen = torch.Generator().manual_seed(6)
+    boxes = _random_xyxy(6, gen)
+    flat = convert(boxes)
+    assert convert(boxes.reshape(2, 3, 4)).tolist() == flat.reshape(2, 3, 4).tolist()
+    assert convert(boxes[2]).tolist() == flat[2].tolist()
+    assert box_area(boxes.reshape(2, 3, 4)).tolist() == box_area(boxes).reshape(2, 3).tolist()
