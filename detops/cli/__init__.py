@@ -13,7 +13,7 @@ import traceback
 
 import typer
 
-from detops.cli import data, demo, deploy, engine, engine_build, models, quantize, tracking, weights
+from detops.cli import data, demo, deploy, engine, engine_build, models, quantize, registry, tracking, weights
 from detops.errors import DetopsError, worker_message
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ deploy.register(app)
 engine_build.register(app)
 quantize.register(app)
 tracking.register(app)
+registry.register(app)
 demo.register(app)
 
 _DEBUG_HINT = "rerun with `detops --debug ...` (or DETOPS_DEBUG=1) for the traceback"

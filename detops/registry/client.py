@@ -433,6 +433,10 @@ class RegistryClient:
         """Upload a directory's files into run ``run_id``."""
         self._client.log_artifacts(run_id, str(local_dir), artifact_path=artifact_path)
 
+    def log_run_file(self, run_id: str, path: Path, *, artifact_path: str | None = None) -> None:
+        """Upload one file into run ``run_id``."""
+        self._client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
     def set_run_terminated(self, run_id: str) -> None:
         """Mark run ``run_id`` finished."""
         self._client.set_terminated(run_id)

@@ -1,0 +1,153 @@
+"""`detops register`, `detops promote`, `detops select` and `detops report`: the model registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from detops.errors import DetopsError
+
+
+def register_cmd(
+    run: str = typer.Argument(..., help="A training run directory or its MLflow run id."),
+    profile_seconds: float = typer.Option(1.5, "--profile-seconds", help="Timed seconds per profile."),
+) -> None:
+    """Export the run's best checkpoint to ONNX, evaluate it against the checkpoint on the run's val
+    split, profile it on ONNX Runtime and OpenVINO, and register it as a new version of
+    ``detops-<variant>`` with every figure as a tag."""
+    from detops.registry.client import open_registry
+    from detops.registry.register import register_run
+    from detops.settings import get_settings
+
+    if profile_seconds <= 0:
+        raise DetopsError(f"--profile-seconds must be > 0, got {profile_seconds}")
+    settings = get_settings()
+    with open_registry(settings) as client:
+        reg = register_run(
+            run, settings=settings, client=client, profile_seconds=profile_seconds, echo=typer.echo
+        )
+    t = reg.tags
+    typer.echo(
+        f"registered {reg.model} version {reg.version}: mAP checkpoint {t['detops.map.checkpoint']}, "
+        f"ONNX (ort) {t.get('detops.map.ort', '')}; median ms ort {float(t.get('detops.latency_ms.ort', 'nan')):.2f}"
+    )
+    typer.echo(f"promote it with: detops promote {reg.tags['detops.variant']} --version {reg.version}")
+
+
+def promote_cmd(
+    variant: str = typer.Argument(..., help="Variant, e.g. damo_yolo_t (model detops-<variant>)."),
+    policy: Path = typer.Option(None, "--policy", help="Policy file (.toml/.yaml); default: built-in."),
+    version: int = typer.Option(None, "--version", help="Version to judge (default: the newest)."),
+    rollback_: bool = typer.Option(False, "--rollback", help="Restore the previous champion instead."),
+    as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
+) -> None:
+    """Make a version ``challenger`` and move ``champion`` to it only if every gate passes (exit 1
+    otherwise); or, with ``--rollback``, restore the previous champion. Both are audited in MLflow."""
+    from detops.registry.client import open_registry
+    from detops.registry.policy import load_policy
+    from detops.registry.promote import promote, rollback
+
+    if rollback_ and (policy is not None or version is not None):
+        raise DetopsError("--rollback takes neither --policy nor --version")
+    if version is not None and version < 1:
+        raise DetopsError(f"--version must be >= 1, got {version}")
+    loaded = None if rollback_ else load_policy(policy)
+    with open_registry() as client:
+        if rollback_:
+            decision = rollback(variant, client=client)
+        else:
+            decision = promote(variant, policy=loaded, version=version, client=client)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "model": decision.model,
+                    "version": decision.version,
+                    "action": decision.action,
+                    "decision": decision.decision,
+                    "previous_champion": decision.previous_champion,
+                    "champion": decision.champion,
+                    "audit_run_id": decision.audit_run_id,
+                    "gates": [g.__dict__ for g in decision.gates],
+                },
+                indent=2,
+            )
+        )
+    else:
+        for g in decision.gates:
+            typer.echo(f"  {'PASS' if g.passed else 'FAIL'}  {g.name:<14} {g.detail}")
+        typer.echo(
+            f"{decision.model} v{decision.version}: {decision.decision}; champion "
+            f"{_v(decision.previous_champion)} -> {_v(decision.champion)} (audit run {decision.audit_run_id})"
+        )
+    if not decision.passed:
+        raise typer.Exit(1)
+
+
+def _v(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
+
+
+def select_cmd(
+    latency_budget_ms: float = typer.Option(..., "--latency-budget-ms", help="Latency budget in ms."),
+    backend: str = typer.Option(..., "--backend", help="ort | openvino | tensorrt"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The best-mAP champion within the latency budget on a backend, and the Pareto front of all
+    champions (mAP of the deployed artifact against its median latency)."""
+    from detops.registry.client import open_registry
+    from detops.registry.policy import BACKENDS
+    from detops.registry.select import select
+
+    if backend not in BACKENDS:
+        raise DetopsError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if not latency_budget_ms > 0:
+        raise DetopsError(f"--latency-budget-ms must be > 0, got {latency_budget_ms}")
+    with open_registry() as client:
+        sel = select(budget_ms=latency_budget_ms, backend=backend, client=client)
+    if as_json:
+        typer.echo(json.dumps(sel.to_dict(), indent=2))
+    else:
+        if sel.best is None:
+            typer.echo(f"no champion measured on {backend} fits {latency_budget_ms:g} ms")
+        else:
+            b = sel.best
+            typer.echo(
+                f"best within {latency_budget_ms:g} ms on {backend}: {b.name}@v{b.version} "
+                f"(mAP {b.map:.4f}, {b.latency_ms:.2f} ms)"
+            )
+        typer.echo("Pareto front (fastest first):")
+        for p in sel.front:
+            typer.echo(f"  {p.name}@v{p.version}  mAP {p.map:.4f}  {p.latency_ms:.2f} ms")
+        if sel.unmeasured:
+            typer.echo("not measured on " + backend + ": " + ", ".join(sel.unmeasured))
+    if sel.best is None:
+        raise typer.Exit(1)
+
+
+def report_cmd(
+    out: Path = typer.Option(None, "--out", help="Output directory (default: <home>/report)."),
+    no_log: bool = typer.Option(False, "--no-log", help="Do not log the report to MLflow."),
+) -> None:
+    """The comparison table (measured beside published) from the registry as Markdown and HTML, a
+    Pareto chart PNG, all logged to MLflow; prints the Markdown table."""
+    from detops.registry.client import open_registry
+    from detops.registry.report import write_report
+    from detops.settings import get_settings
+
+    settings = get_settings()
+    out_dir = out or Path(settings.home) / "report"
+    with open_registry(settings) as client:
+        result = write_report(out_dir, client=client, log=not no_log)
+    typer.echo(result["markdown"])
+    typer.echo("wrote " + ", ".join(result["files"]))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the registry commands to the top-level app."""
+    app.command("register")(register_cmd)
+    app.command("promote")(promote_cmd)
+    app.command("select")(select_cmd)
+    app.command("report")(report_cmd)
