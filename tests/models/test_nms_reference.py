@@ -112,3 +112,14 @@ def test_batched_nms_classes_never_suppress_each_other() -> None:
     keep = batched_nms(boxes, torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 0, 0]), iou_threshold=0.0)
     assert keep.tolist() == [0, 1, 2]
     assert batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), iou_threshold=0.5).tolist() == []
+
+
+def test_empty_and_single_box_results_are_int64_indices() -> None:
+    for keep in (
+        nms(torch.zeros(0, 4), torch.zeros(0), iou_threshold=0.5),
+        batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), iou_threshold=0.5),
+    ):
+        assert keep.dtype == torch.int64 and keep.shape == (0,)
+    one = torch.tensor([[2.0, 3.0, 9.0, 7.0]])
+    keep = batched_nms(one, torch.tensor([0.4]), torch.tensor([3]), iou_threshold=0.5)
+    assert keep.tolist() == [0] and keep.dtype == torch.int64

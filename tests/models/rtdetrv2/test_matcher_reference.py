@@ -175,3 +175,20 @@ def test_empty_and_nonfinite_images() -> None:
     assert out[1][1].tolist() == [0] and out[1][0].tolist() != [0]
     cost = reference_cost(logits[1, 1:], boxes[1, 1:], torch.tensor([1]), tgt)
     assert out[1][0].tolist() == [1 + min(range(2), key=lambda i: cost[i][0])]
+
+
+def test_cost_stays_finite_for_saturated_logits() -> None:
+    # sigmoid(30) is 1.0 in float32, so -log(1 - p) is finite only thanks to the 1e-8 guard (and
+    # -log(p) likewise for -30): both guards are part of the published cost.
+    logits = torch.tensor([[30.0, -30.0], [-30.0, 30.0]])
+    boxes = torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.6, 0.2, 0.3]])
+    labels = torch.tensor([0, 1])
+    cost = matching_cost(logits, boxes, labels, boxes)
+    assert torch.isfinite(cost).all()
+    expected = reference_cost(logits, boxes, labels, boxes)
+    assert cost.tolist() == [pytest.approx(r, rel=1e-4, abs=1e-4) for r in expected]
+    # The class term alone, by hand: p = 1 -> -(0.75 * 1 * -ln(1e-8)); p = 0 -> 0.25 * -ln(1e-8).
+    ln = -math.log(1e-8)
+    class_only = matching_cost(logits, boxes, labels, boxes, cost_bbox=0.0, cost_giou=0.0, cost_class=1.0)
+    assert float(class_only[0, 0]) == pytest.approx(-0.75 * ln, rel=1e-4)
+    assert float(class_only[0, 1]) == pytest.approx(0.25 * ln, rel=1e-4)
