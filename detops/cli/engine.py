@@ -31,13 +31,23 @@ def train(
     ),
 ) -> None:
     """Train a variant; one summary line per epoch, checkpoints and metrics in the run directory."""
+    from detops.cli import _validate as check
+
+    # Arguments first: a bad one is refused before the engine (and torch) is even imported.
+    check.device(device)
+    check.at_least(batch_size, "--batch-size", 1)
+    check.at_least(workers, "--workers", 0)
+    if epochs is not None:
+        check.at_least(epochs, "--epochs", 1)
+    if variant is not None and resume is None:
+        row = check.variant(variant)
+        if img_size is not None:
+            check.input_size(row, img_size, training=not no_augment)
+
+    from detops.cli.tracking import training_tracker
     from detops.engine.fit import fit
     from detops.engine.fit import resume as resume_run
     from detops.settings import get_settings
-
-    if device not in ("cpu", "cuda"):
-        raise DetopsError(f"--device must be cpu or cuda, got {device!r}")
-    from detops.cli.tracking import training_tracker
 
     with training_tracker(track) as callbacks:
         if resume is not None:
@@ -94,9 +104,14 @@ def evaluate(
     """COCO bbox mAP (pycocotools): a results file against annotations, or a checkpoint on a dataset."""
     if max_drop is not None and (reference is None or not 0 <= max_drop < 1):
         raise DetopsError(f"--max-drop needs --reference CHECKPOINT and a value in [0, 1), got {max_drop}")
+    from detops.cli import _validate as check
     from detops.evaluation import STAT_NAMES, evaluate_files, format_stats
 
+    check.at_least(batch_size, "--batch-size", 1)
+    if checkpoint is None:
+        backend = check.one_of(backend or "pycocotools", "--backend", ("pycocotools", "faster"))
     if checkpoint is not None:
+        check.device(device)
         if annotations is not None or predictions is not None:
             raise DetopsError("give either CHECKPOINT --data ROOT or --annotations/--predictions, not both")
         if data is None:
@@ -129,10 +144,8 @@ def evaluate(
             raise DetopsError(
                 "evaluate needs --annotations GT.json --predictions DT.json, or CHECKPOINT --data ROOT"
             )
-        stats = evaluate_files(
-            annotations=annotations, predictions=predictions, backend=backend or "pycocotools"
-        )
-    extra = {k: stats[k] for k in ("backend", "artifact", "delta") if k in stats}
+        stats = evaluate_files(annotations=annotations, predictions=predictions, backend=backend)
+    extra = {k: stats[k] for k in ("backend", "artifact", "delta", "dropped_nonfinite") if k in stats}
     if as_json:
         typer.echo(
             json.dumps({**{k: stats[k] for k in STAT_NAMES}, "per_class": stats["per_class"], **extra})
