@@ -29,7 +29,12 @@ from bench._report import print_table
 
 # variant -> (epochs, img_size) of the cached training run (demo data: 128 train / 32 val, seed 0).
 # The tiny rows are for a quick smoke run (--variants damo_yolo_tiny rtdetrv2_tiny).
-TRAIN = {"damo_yolo_t": (8, 160), "rtdetrv2_s": (4, 160), "damo_yolo_tiny": (1, 64), "rtdetrv2_tiny": (1, 64)}
+TRAIN = {
+    "damo_yolo_t": (10, 256),
+    "rtdetrv2_s": (5, 256),
+    "damo_yolo_tiny": (1, 64),
+    "rtdetrv2_tiny": (1, 64),
+}
 DEFAULT_VARIANTS = ["damo_yolo_t", "rtdetrv2_s"]
 
 
