@@ -259,3 +259,31 @@ def test_rtdetr_l1_giou_and_matched_iou_equal_loops() -> None:
     empty = torch.zeros(0, 4)
     assert float(giou_box_loss(empty, empty, num_boxes=1.0)) == 0.0
     assert matched_ious(empty, empty).shape == (0,)
+
+
+def test_qfl_saturated_scores_and_mixed_dtypes() -> None:
+    # float32: 1 - 1e-12 rounds to 1, so a score of exactly 1 reaches log(0) and takes BCE's -100
+    # floor; a score of exactly 0 is lifted to 1e-12 before the log (ln 1e-12 = -27.63).
+    scores = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    loss = quality_focal_loss(scores, torch.tensor([0, 0]), torch.tensor([0.5, 0.5]))
+    # Row 0: positive s = 1, y = 0.5: (0.5 * 0 + 0.5 * 100) * 0.5^2 = 12.5; negative s = 0: 0.
+    assert float(loss[0]) == pytest.approx(12.5, rel=1e-5)
+    # Row 1: positive s = 0, y = 0.5: 0.5 * 27.631 * 0.25; negative s = 1: 1 * 100.
+    assert float(loss[1]) == pytest.approx(0.5 * -math.log(1e-12) * 0.25 + 100.0, rel=1e-4)
+    # Quality in another dtype is cast to the scores' dtype.
+    mixed = quality_focal_loss(
+        torch.tensor([[0.5, 0.2]]), torch.tensor([0]), torch.tensor([0.8], dtype=torch.float64)
+    )
+    assert mixed.dtype == torch.float32
+    assert float(mixed) == pytest.approx(0.09 * math.log(2) + 0.04 * -math.log(0.8), rel=1e-5)
+
+
+def test_dfl_keeps_one_loss_per_row() -> None:
+    loss = distribution_focal_loss(torch.zeros(1, 17), torch.tensor([2.5]))
+    assert loss.shape == (1,)
+
+
+def test_damo_giou_loss_default_guard_on_tiny_boxes() -> None:
+    # Identical boxes of area 1e-6 (the default guard of the loss): IoU = 1e-6 / 2e-6 = 0.5.
+    tiny = torch.tensor([[0.0, 0.0, 1e-3, 1e-3]], dtype=torch.float64)
+    assert float(giou_loss(tiny, tiny)) == pytest.approx(0.5, rel=1e-6)
