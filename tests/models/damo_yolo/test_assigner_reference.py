@@ -195,3 +195,76 @@ def test_hand_built_tie_in_the_full_assigner() -> None:
     assert torch.all(iou[assigned >= 0] == 1.0)
     # Anchor order would drop the last inside anchor; topk's tie order drops another one.
     assert picked != inside[:10]
+
+
+def test_candidate_masks_strict_borders_equal_loop() -> None:
+    # Anchors every 4 px with stride 8 (radius 20) and integer GT boxes: many anchors lie exactly
+    # on a box edge or on the centre square's border, where "inside" is strict.
+    from models.damo_yolo.assigner import candidate_masks
+
+    coords = torch.arange(0, 68, 4, dtype=torch.float32)
+    points = torch.cartesian_prod(coords, coords)
+    strides = torch.full((points.shape[0],), 8.0)
+    gt = torch.tensor([[16.0, 8.0, 48.0, 40.0], [4.0, 28.0, 12.0, 64.0]])
+    candidate, in_both = candidate_masks(points, strides, gt)
+    for a, (x, y) in enumerate(points.tolist()):
+        flags = []
+        for g, (x1, y1, x2, y2) in enumerate(gt.tolist()):
+            in_box = x1 < x < x2 and y1 < y < y2
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            in_centre = abs(x - cx) < 20 and abs(y - cy) < 20
+            assert bool(in_both[a, g]) == (in_box and in_centre), (x, y, g)
+            flags.append(in_box or in_centre)
+        assert bool(candidate[a]) == any(flags), (x, y)
+    assert 0 < int(in_both.sum()) < int(candidate.sum()) < points.shape[0]
+
+
+def test_class_cost_with_saturated_scores_equals_loop() -> None:
+    # Scores of exactly 0 and 1: logs take p clamped to [1e-7, 1 - 1e-7]; the focal weights use the
+    # raw scores. Written per (anchor, GT, class).
+    from models.damo_yolo.assigner import alignment_class_cost
+
+    scores = torch.tensor([[0.0, 1.0, 0.3], [1.0, 0.0, 0.6]], dtype=torch.float64)
+    ious = torch.tensor([[0.0, 0.7], [1.0, 0.4]], dtype=torch.float64)
+    labels = torch.tensor([1, 0])
+    cost = alignment_class_cost(scores, ious, labels)
+    for n in range(2):
+        for g in range(2):
+            total = 0.0
+            for c in range(3):
+                s = float(scores[n, c])
+                p = min(max(s, 1e-7), 1 - 1e-7)
+                t = float(ious[n, g]) if c == int(labels[g]) else 0.0
+                total += -(t * math.log(p) + (1 - t) * math.log(1 - p)) * (t - s) ** 2
+            assert float(cost[n, g]) == pytest.approx(total, rel=1e-9), (n, g)
+    assert torch.isfinite(cost).all()
+
+
+def test_dynamic_k_defaults_to_the_top_ten_ious() -> None:
+    # Twelve anchors: ten with IoU 0.95 (sum 9.5) then 0.6 and 0.5: top-10 gives k = 9, top-11 would
+    # give int(10.1) = 10.
+    ious = torch.tensor([0.95] * 10 + [0.6, 0.5])[:, None]
+    cost = torch.arange(12, dtype=torch.float32)[:, None]
+    matched, _ = dynamic_k_matching(cost, ious)
+    assert matched.tolist() == [True] * 9 + [False] * 3
+
+
+def test_conflict_goes_to_the_cheapest_gt_among_three() -> None:
+    # Anchor 0 is claimed by all three GTs (k = 1 each) and is cheapest for GT 0.
+    cost = torch.tensor([[0.1, 0.5, 0.9], [5.0, 6.0, 7.0], [9.0, 9.0, 9.0]])
+    ious = torch.tensor([[0.5, 0.5, 0.5], [0.1, 0.1, 0.1], [0.0, 0.0, 0.0]])
+    matched, gt = dynamic_k_matching(cost, ious)
+    assert matched.tolist() == [True, False, False] and int(gt[0]) == 0
+
+
+def test_single_anchor_and_single_candidate() -> None:
+    # One anchor inside the GT's box and centre: it is the one positive.
+    points, strides = torch.tensor([[16.0, 16.0]]), torch.tensor([8.0])
+    gt = torch.tensor([[4.0, 4.0, 28.0, 28.0]])
+    pred = torch.tensor([[6.0, 6.0, 26.0, 26.0]])
+    scores = torch.tensor([[0.4, 0.2]])
+    assigned, iou = align_ota_assign(scores, pred, points, strides, gt, torch.tensor([1]))
+    assert assigned.tolist() == [0]
+    assert float(iou[0]) == pytest.approx(400 / 576, rel=1e-5)
+    expected, _ = reference_align_ota(scores, pred, points, strides, gt, torch.tensor([1]))
+    assert expected == [0]
