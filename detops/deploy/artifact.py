@@ -144,6 +144,10 @@ def resolve_artifact(artifact: str | os.PathLike[str]) -> Path:
     This is the single hook for other naming schemes (the registry adds ``models:/...`` URIs here).
     Raises a one-line ``DetopsError`` when nothing is there.
     """
+    if str(artifact).startswith("models:"):  # models:/detops-<variant>@alias or /N: the version's ONNX
+        from detops.registry.uri import resolve_model_uri
+
+        return resolve_model_uri(str(artifact))
     path = Path(artifact)
     if path.is_dir():
         best = path / "best.pt"
@@ -177,6 +181,10 @@ def resolve_source(source: str | os.PathLike[str]) -> ExportSource:
     from detops.weights import WEIGHTS_FORMAT, load_checkpoint_file
 
     text = str(source)
+    if text.startswith("models:"):  # a registry URI exports from its version's training checkpoint
+        from detops.registry.uri import resolve_model_uri
+
+        source = resolve_model_uri(text, want="checkpoint")
     if text in models.VARIANT_TABLE and not Path(text).exists():
         return ExportSource(variant=text, path=None, kind="variant")
     path = Path(source)

@@ -359,8 +359,9 @@ class RegistryClient:
         import mlflow.artifacts
 
         dst.mkdir(parents=True, exist_ok=True)
+        uri = self._client.get_model_version_download_uri(name, str(version))
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(dst), tracking_uri=self.tracking_uri
+            artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri
         )
         return dst
 
