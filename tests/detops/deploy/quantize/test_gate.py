@@ -68,3 +68,50 @@ def test_cli_max_drop_needs_a_reference(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "q.onnx").write_bytes(b"")
     assert main(["evaluate", str(tmp_path / "q.onnx"), "--data", str(tmp_path), "--max-drop", "0.01"]) == 2
     assert "--max-drop needs --reference" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gate_on_a_degraded_artifact(
+    synth_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real figures: damo_yolo_tiny overfit on the fixture's train images; its INT8 file quantized
+    everywhere and calibrated on one image of noise passes a tolerant gate and fails a zero-drop one."""
+    import numpy as np
+
+    from detops.deploy.artifact import read_onnx_metadata
+    from detops.deploy.calibration import calibration_samples
+    from detops.deploy.exporting import export_artifact
+    from detops.deploy.quantize import quantize_onnx
+    from detops.engine.fit import fit
+
+    summary = fit(
+        "damo_yolo_tiny",
+        data_root=synth_root,
+        epochs=40,
+        out_dir=tmp_path / "run",
+        img_size=64,
+        batch_size=8,
+        workers=0,
+        seed=0,
+        overrides={"augment": False, "val_split": "train"},
+    )
+    assert summary["best_map"] > 0.02, "the tiny model must learn something for the gate to mean anything"
+    best = Path(summary["checkpoints"]["best"])
+    fp32 = tmp_path / "fp32.onnx"
+    export_artifact(best, out=fp32)
+    sample = calibration_samples(synth_root, meta=read_onnx_metadata(fp32), input_names=["images"], n=1)[0]
+    noise = {"images": np.random.default_rng(0).uniform(0, 255, sample["images"].shape).astype(np.float32)}
+    bad = quantize_onnx(fp32, calib_samples=[noise], out=tmp_path / "bad.onnx", exclude=[])
+    args = [
+        "evaluate",
+        str(bad.path),
+        "--data",
+        str(synth_root),
+        "--split",
+        "train",
+        "--reference",
+        str(best),
+    ]
+    assert main([*args, "--max-drop", "0"]) == 1
+    assert "accuracy gate FAILED" in capsys.readouterr().out
+    assert main([*args, "--max-drop", "0.99"]) == 0
