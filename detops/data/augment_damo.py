@@ -165,11 +165,13 @@ class MixUp:
         factor = min(self.size / oh, self.size / ow) * float(rng.uniform(*self.scale))
         nw, nh = max(1, int(ow * factor)), max(1, int(oh * factor))
         pasted = cv2.resize(other["image"], (nw, nh), interpolation=cv2.INTER_LINEAR)
-        boxes = other["boxes"] * np.float32(factor)
+        # Scale boxes by the size actually resized to (whole pixels), not by ``factor``: the flip
+        # mirrors about ``nw``, so a box at the image's right edge must land exactly on it.
+        sx, sy = nw / ow, nh / oh
+        boxes = other["boxes"] * np.asarray([sx, sy, sx, sy], dtype=np.float32)
         if rng.random() < 0.5:
             pasted = np.ascontiguousarray(pasted[:, ::-1])
-            boxes = boxes.copy()
-            boxes[:, [0, 2]] = nw - other["boxes"][:, [2, 0]] * np.float32(factor)
+            boxes[:, [0, 2]] = nw - boxes[:, [2, 0]]
         # Offset of the pasted image's top-left corner on this image; negative offsets crop it.
         dx = int(rng.integers(min(0, w - nw), max(0, w - nw) + 1))
         dy = int(rng.integers(min(0, h - nh), max(0, h - nh) + 1))

@@ -214,6 +214,41 @@ def test_mixup_keeps_both_sources_aligned(seed: int) -> None:
     assert pasted and pasted <= labels
 
 
+class _UniformDataset:
+    """One image filled with a single colour, its box the whole image (odd sizes, so scaled sizes
+    are rarely whole numbers)."""
+
+    def __init__(self, h: int, w: int) -> None:
+        self.h, self.w = h, w
+
+    def __len__(self) -> int:
+        return 1
+
+    def load_raw(self, index: int) -> dict[str, Any]:
+        return {
+            "image": np.full((self.h, self.w, 3), GREENS[0], dtype=np.uint8),
+            "boxes": np.asarray([[0, 0, self.w, self.h]], dtype=np.float32),
+            "labels": np.asarray([1], dtype=np.int64),
+        }
+
+
+@pytest.mark.parametrize(
+    ("seed", "h", "w"), [(0, 97, 131), (1, 131, 97), (2, 101, 103), (3, 89, 151), (4, 97, 131)]
+)
+def test_mixup_pasted_image_box_is_exact(seed: int, h: int, w: int) -> None:
+    """A uniform pasted image has no blurred edge, so its whole-image box must be exactly the pasted
+    region (resized to whole pixels, maybe flipped, maybe cropped by the canvas)."""
+    sample = {
+        "image": np.full((128, 128, 3), GREY, dtype=np.uint8),
+        "boxes": np.zeros((0, 4), dtype=np.float32),
+        "labels": np.zeros(0, dtype=np.int64),
+    }
+    out = MixUp(128, p=1.0)(sample, rng=np.random.default_rng(seed), dataset=_UniformDataset(h, w))
+    region = extent(out["image"][..., 1] > GREY + 30)
+    assert region is not None and out["labels"].tolist() == [1]
+    np.testing.assert_allclose(out["boxes"][0], region, atol=1e-3)
+
+
 # --------------------------------------------------------------------------- composed pipelines
 
 
