@@ -83,11 +83,41 @@ def broadcast_object(obj: Any, info: DistInfo) -> Any:
     return box[0]
 
 
+def mean_over_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """Each entry averaged over the ranks (one all-reduce); ``values`` itself when not distributed.
+
+    Every rank must pass the same keys. The engine logs these means, which equal one process's
+    losses over the global batch because the criteria share their normalisers across ranks."""
+    if not info.enabled:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    dist.all_reduce(tensor)
+    return {k: float(v) / info.world_size for k, v in zip(keys, tensor.tolist(), strict=True)}
+
+
+@torch.no_grad()
+def sync_buffers(model: nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) into every rank's ``model``.
+
+    Without SyncBatchNorm each rank updates its running statistics from its own shard; DDP only
+    broadcasts rank 0's buffers at the start of the next forward. Syncing right after the step makes
+    every rank's model, and hence its EMA and its evaluation shard, identical."""
+    if not info.enabled:
+        return
+    for buf in model.buffers():
+        dist.broadcast(buf, src=0)
+
+
 def barrier(info: DistInfo) -> None:
+    """Wait for every rank (no-op for one process)."""
     if info.enabled:
         dist.barrier()
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group joined by ``init_from_env``."""
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()

@@ -60,3 +60,31 @@ def _check(helper, name: str, case: str, ddp: dict) -> None:
         torch.testing.assert_close(ddp["grads"][key], grad, rtol=1e-4, atol=1e-7, msg=f"{name} {case} {key}")
         nonzero += int(bool(grad.abs().sum() > 0))
     assert nonzero > len(grads) // 2, (name, case)
+
+
+@pytest.mark.parametrize("n, world, per_rank", [(8, 2, 2), (10, 2, 2), (11, 3, 1), (9, 2, 3)])
+def test_rank_shards_hold_the_one_process_global_batches(n: int, world: int, per_rank: int) -> None:
+    """Rank r's k-th batch and the other ranks' k-th batches together are exactly the k-th batch of
+    one process with the global batch (drop_last); without drop_last every index is covered."""
+    from detops.data.loader import SeededRandomSampler
+
+    batch = per_rank * world
+    for epoch in (0, 3):
+        one = SeededRandomSampler(n, seed=7)
+        one.set_epoch(epoch)
+        order = list(one)
+        ranks = []
+        for rank in range(world):
+            sampler = SeededRandomSampler(n, seed=7, rank=rank, world_size=world, drop_last=True)
+            sampler.set_epoch(epoch)
+            ranks.append(list(sampler))
+            assert len(ranks[-1]) == len(sampler) == n // world
+        for k in range(n // batch):
+            together = sorted(i for r in ranks for i in r[k * per_rank : (k + 1) * per_rank])
+            assert together == sorted(order[k * batch : (k + 1) * batch]), (epoch, k)
+        padded = []
+        for rank in range(world):
+            sampler = SeededRandomSampler(n, seed=7, rank=rank, world_size=world, drop_last=False)
+            sampler.set_epoch(epoch)
+            padded += list(sampler)
+        assert set(padded) == set(range(n)) and len(padded) == -(-n // world) * world
