@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from detops.data.augment_rtdetr import resize_batch
 from detops.data.dataset import CocoDetection
 from detops.engine.callbacks import emit
-from detops.engine.distributed import DistInfo, gather_objects
+from detops.engine.distributed import DistInfo, gather_objects, mean_over_ranks, sync_buffers
 from detops.engine.ema import ModelEMA
 from detops.engine.schedules import IterScheduler
 from detops.errors import DetopsError
@@ -96,7 +96,9 @@ def train_one_epoch(
     progress: bool = True,
 ) -> dict[str, float]:
     """Train ``model`` for one pass over ``loader``; returns the epoch's mean loss components and
-    last learning rate. ``multi_scale``: sizes one of which is drawn per batch (seeded by ``seed``,
+    last learning rate (under DDP the losses are averaged over the ranks and rank 0's BatchNorm
+    buffers are copied to every rank after each step, so all ranks hold the same model and EMA).
+    ``multi_scale``: sizes one of which is drawn per batch (seeded by ``seed``,
     ``epoch`` and step, so resume and every rank draw the same)."""
     from tqdm import tqdm
 
@@ -126,8 +128,11 @@ def train_one_epoch(
             amp=amp,
             clip_norm=clip_norm,
         )
+        # Logged losses are the ranks' mean: one process's loss over the global batch.
+        losses = mean_over_ranks(losses, dist_info)
         lr = scheduler.last_lr()[0]
         scheduler.step()
+        sync_buffers(model, dist_info)
         if ema is not None:
             ema.update(model)
         for k, v in losses.items():
