@@ -1,0 +1,89 @@
+"""The comparison report's rows, table, HTML and chart, from hand-written tags (no server needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import models
+from detops.registry.report import (
+    HEADERS,
+    chart_series,
+    html_report,
+    markdown_table,
+    pareto_chart,
+    row_from_tags,
+    table_cells,
+)
+
+ENV = {"cpu_model": "Test CPU", "cpu_cores_logical": 2, "batch": 1, "input_size": 256, "precision": "fp32"}
+TAGS = {
+    "detops.map.ort": "0.181",
+    "detops.latency_ms.ort": "12.5",
+    "detops.latency_env.ort": json.dumps(ENV),
+    "detops.latency_ms.openvino": "9.0",
+    "detops.latency_env.openvino": json.dumps(ENV),
+    "detops.params": "8479631",
+    "detops.gflops": "18.01",
+    "detops.img_size": "256",
+}
+
+
+def _rows() -> list:
+    pub_t = models.get_variant("damo_yolo_t").published
+    pub_s = models.get_variant("rtdetrv2_s").published
+    return [
+        row_from_tags("damo_yolo_t", TAGS, source="v2 champion", published=pub_t),
+        row_from_tags("rtdetrv2_s", None, source="", published=pub_s),
+    ]
+
+
+def test_row_measured_beside_published() -> None:
+    measured, blank = _rows()
+    pub = models.get_variant("damo_yolo_t").published
+    assert measured.map is not None and abs(measured.map - 18.1) < 1e-9  # fraction -> percent
+    assert measured.cpu_onnx_ms == 12.5 and measured.t4_trt_ms is None
+    assert measured.params_m is not None and abs(measured.params_m - 8.479631) < 1e-9
+    assert (measured.map_pub, measured.gflops_pub, measured.t4_trt_ms_pub) == (
+        pub.map_50_95,
+        pub.gflops,
+        pub.t4_ms_table,
+    )
+    assert set(measured.latency_env) == {"ort", "openvino"}
+    assert (
+        blank.map is None and blank.cpu_onnx_ms is None and blank.source == "" and blank.map_pub is not None
+    )
+
+
+def test_table_cells_blanks_and_notes() -> None:
+    cells, notes = table_cells(_rows())
+    t, s = cells
+    pub_s = models.get_variant("rtdetrv2_s").published
+    assert t[0] == "damo_yolo_t (v2 champion)"
+    assert t[1] == "256 (pub. 640)" and t[2] == "18.1 (pub. 42.0)"
+    assert t[3] == "12.50 [1]"  # measured latency points at its environment note
+    assert t[4] == f"(pub. {models.get_variant('damo_yolo_t').published.t4_ms_table:.2f})"
+    assert s[2] == f"(pub. {pub_s.map_50_95:.1f})" and s[3] == ""  # nothing measured: blank
+    assert (
+        len(notes) == 1 and "CPU ONNX Runtime" in notes[0] and "Test CPU" in notes[0] and "256 px" in notes[0]
+    )
+
+
+def test_markdown_and_html() -> None:
+    text = markdown_table(_rows())
+    lines = text.splitlines()
+    assert lines[0] == "| " + " | ".join(HEADERS) + " |"
+    assert lines[2].startswith("| damo_yolo_t (v2 champion) | 256 (pub. 640) |")
+    assert any(line.startswith("[1] CPU ONNX Runtime") for line in lines)
+    page = html_report(_rows())
+    assert page.count("<tr>") == 3 and "pareto.png" in page and "18.1 (pub. 42.0)" in page
+
+
+def test_chart_series_and_png(tmp_path: Path) -> None:
+    series = chart_series(_rows())
+    assert series["ort"] == [("damo_yolo_t", 12.5, series["ort"][0][2])]
+    assert series["openvino"][0][1] == 9.0
+    assert "tensorrt" not in series  # nothing measured there
+    assert {m for m, _, _ in series["published"]} == {"damo_yolo_t", "rtdetrv2_s"}
+    out = pareto_chart(_rows(), tmp_path / "p.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
