@@ -111,14 +111,16 @@ def test_iou_crop(seed: int) -> None:
     out = IoUCrop(options=(0.0, 0.3, 0.5))(sample, rng=np.random.default_rng(seed))
     # Boxes whose centre left the crop are gone; their colour may still show at the border.
     image = out["image"]
-    assert_aligned(
-        image, out["boxes"], out["labels"], _black_masks(image, colours), tol=0.0, rotated=True, what="crop"
-    )
     # Axis-aligned: even boxes cut by the crop are exactly the visible part.
-    masks = _black_masks(image, colours)
-    for box, label in zip(out["boxes"], out["labels"].tolist(), strict=True):
-        ext = extent(masks[label])
-        assert ext is not None and np.abs(ext - box).max() == 0, (box, ext)
+    assert_aligned(
+        image,
+        out["boxes"],
+        out["labels"],
+        _black_masks(image, colours),
+        tol=0.0,
+        border_filter=True,
+        what="crop",
+    )
 
 
 @pytest.mark.parametrize(("size", "seed"), [(64, 0), (96, 1), (200, 2)])
@@ -313,12 +315,11 @@ def test_rtdetrv2_training_pipeline(seed: int) -> None:
     out, masks, image = _run_rtdetr_pipeline(seed)
     assert image.shape == (128, 128, 3)
     boxes, labels = as_numpy(out["boxes"]), as_numpy(out["labels"])
-    # Every step is axis-aligned; the crop may cut colours whose centre it left out (no box then).
-    assert_aligned(image, boxes, labels, masks, tol=1.5, rotated=True, what=f"rtdetr pipeline seed {seed}")
-    for box, label in zip(boxes, labels.tolist(), strict=True):
-        ext = extent(masks[label])
-        if ext is not None and (box[2:] - box[:2] >= MIN_SIDE).all():
-            assert np.abs(ext - box).max() <= 1.5, (seed, box, ext)
+    # Every step is axis-aligned, so every box is tight; the crop may cut colours whose centre it
+    # left out (no box then).
+    assert_aligned(
+        image, boxes, labels, masks, tol=1.5, border_filter=True, what=f"rtdetr pipeline seed {seed}"
+    )
 
 
 @pytest.mark.slow
@@ -327,9 +328,13 @@ def test_training_pipelines_many_seeds(seed: int) -> None:
     out, palette, ds = _run_damo_pipeline(seed)
     image = numpy_image(out, get_variant("damo_yolo_t").pixel_scale)
     masks = grey_offset_masks(image, palette, mixed=ds.calls == 4)
-    assert_aligned(image, as_numpy(out["boxes"]), as_numpy(out["labels"]), masks, rotated=True, what="damo")
+    assert_aligned(
+        image, as_numpy(out["boxes"]), as_numpy(out["labels"]), masks, tol=2.0, rotated=True, what="damo"
+    )
     out, masks, image = _run_rtdetr_pipeline(seed)
-    assert_aligned(image, as_numpy(out["boxes"]), as_numpy(out["labels"]), masks, rotated=True, what="rtdetr")
+    assert_aligned(
+        image, as_numpy(out["boxes"]), as_numpy(out["labels"]), masks, border_filter=True, what="rtdetr"
+    )
 
 
 def test_helpers_reject_misaligned_boxes() -> None:
