@@ -12,6 +12,7 @@ import itertools
 import math
 
 import pytest
+import scipy.optimize  # noqa: F401  (imported once at collection: forked mutmut workers reuse it)
 import torch
 
 from models.rtdetrv2.matcher import hungarian_match, matching_cost
