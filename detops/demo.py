@@ -117,8 +117,8 @@ DEPLOY_BACKENDS: tuple[str, ...] = ("ort", "openvino")
 def deploy_runs(
     runs: dict[str, Any], *, data_root: Path, config: DemoConfig, echo: Callable[[str], None] = print
 ) -> dict[str, Any]:
-    """Export each run's best checkpoint, evaluate the ONNX file against it on val, profile it on ONNX
-    Runtime and OpenVINO (batch 1, model only), and print one comparison table."""
+    """Export each run's best checkpoint (batch 1), evaluate the ONNX file against it on val, profile it
+    on ONNX Runtime and OpenVINO (batch 1, model only), and print one comparison table."""
     from detops.deploy.evaluate import evaluate_artifact
     from detops.deploy.exporting import export_artifact
     from detops.deploy.profile import profile_runner
@@ -128,7 +128,9 @@ def deploy_runs(
     for variant, run in runs.items():
         best = Path(run["checkpoints"]["best"])
         echo(f"[deploy] exporting {variant} to ONNX, evaluating it against {best.name}, profiling it")
-        report, _ = export_artifact(best)
+        # A fixed batch of 1: the CPU latency case, and ONNX Runtime fuses more of a static graph
+        # (see the README's deploy section); evaluation feeds it one image at a time.
+        report, _ = export_artifact(best, batch=1)
         evaluation = evaluate_artifact(
             report.path, backend="ort", data_root=data_root, split="val", reference=best
         )
