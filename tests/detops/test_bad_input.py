@@ -25,6 +25,7 @@ import torch
 
 import models
 from detops.cli import main
+from detops.errors import DetopsError, worker_message
 
 DETOPS = Path(sys.executable).with_name("detops")
 TRAIN = ["--epochs", "1", "--batch-size", "4", "--no-augment"]
@@ -358,3 +359,33 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(
     monkeypatch.setenv("DETOPS_DEBUG", "1")
     assert main(argv) == 1
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_image_of_another_size_is_refused_when_loaded(ws: Workspace) -> None:
+    from detops.data.dataset import CocoDetection
+
+    ds = CocoDetection.from_root(ws.bad["wider"], split="train")
+    declared = json.loads((ws.bad["wider"] / "annotations" / "instances_train.json").read_text())["images"][0]
+    index = next(i for i, im in enumerate(ds.images) if im["id"] == declared["id"])
+    with pytest.raises(DetopsError) as info:
+        ds.load_raw(index)
+    message = str(info.value)
+    assert declared["file_name"] in message and "decoded size" in message
+    assert f"declared width x height {declared['width']}x{declared['height']}" in message
+    ds.load_raw((index + 1) % len(ds))  # the others load
+
+
+class _Refuses(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        raise DetopsError(f"cannot read image file img{index}.jpg: field 'file_name'")
+
+
+def test_a_worker_error_keeps_its_message() -> None:
+    loader = torch.utils.data.DataLoader(_Refuses(), batch_size=1, num_workers=1)
+    with pytest.raises(DetopsError) as info:
+        next(iter(loader))
+    assert str(info.value) == "cannot read image file img0.jpg: field 'file_name'"
+    assert worker_message("plain text\nOriginal Traceback") == "plain text\nOriginal Traceback"
