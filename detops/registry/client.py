@@ -368,19 +368,36 @@ class RegistryClient:
     def log_onnx_model(
         self, *, run_id: str, onnx_path: Path, input_example: Any, extra_files: list[str] | None = None
     ) -> tuple[str, str | None]:
-        """Log an ONNX file into run ``run_id`` with MLflow 3's model logging (signature inferred
-        from ``input_example`` by running the model); returns ``(model_uri, model_id)``."""
+        """Log an ONNX file into run ``run_id`` with MLflow 3's model logging, with a signature taken
+        from running the graph on ``input_example`` (an array for a one-input graph, else a dict of
+        arrays by input name) and that example; returns ``(model_uri, model_id)``."""
         import mlflow
         import mlflow.onnx
+        import numpy as np
         import onnx
+        import onnxruntime as ort
+        from mlflow.models import infer_signature
 
         mlflow.set_tracking_uri(self.tracking_uri)
         model = onnx.load(str(onnx_path))
+        # The signature comes from actually running the graph on the example (inputs and outputs).
+        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+        feeds = (
+            input_example
+            if isinstance(input_example, dict)
+            else {session.get_inputs()[0].name: input_example}
+        )
+        outputs = session.run(None, feeds)
+        signature = infer_signature(
+            feeds, {o.name: np.asarray(v) for o, v in zip(session.get_outputs(), outputs, strict=True)}
+        )
         with mlflow.start_run(run_id=run_id):
             info = mlflow.onnx.log_model(
                 model,
                 name="model",
-                input_example=input_example,
+                signature=signature,
+                input_example=feeds,
+                onnx_execution_providers=["CPUExecutionProvider"],
                 save_as_external_data=False,
                 extra_files=extra_files,
             )
