@@ -27,13 +27,13 @@ import numpy as np
 
 from bench._report import print_table
 
-# variant -> (epochs, img_size) of the cached training run (demo data: 128 train / 32 val, seed 0).
-# The tiny rows are for a quick smoke run (--variants damo_yolo_tiny rtdetrv2_tiny).
+# variant -> (epochs, img_size, batch) of the cached training run (demo data: 128 train / 32 val,
+# seed 0). The tiny rows are for a quick smoke run (--variants damo_yolo_tiny rtdetrv2_tiny).
 TRAIN = {
-    "damo_yolo_t": (10, 256),
-    "rtdetrv2_s": (5, 256),
-    "damo_yolo_tiny": (1, 64),
-    "rtdetrv2_tiny": (1, 64),
+    "damo_yolo_t": (10, 256, 8),
+    "rtdetrv2_s": (3, 256, 8),
+    "damo_yolo_tiny": (1, 64, 8),
+    "rtdetrv2_tiny": (1, 64, 8),
 }
 DEFAULT_VARIANTS = ["damo_yolo_t", "rtdetrv2_s"]
 
@@ -55,9 +55,20 @@ def checkpoint(home: Path, variant: str, data: Path) -> Path:
     if not best.is_file():
         from detops.engine.fit import fit
 
-        epochs, size = TRAIN[variant]
-        print(f"training {variant}: {epochs} epochs at {size} px into {run} (cached for reruns)")
-        fit(variant, data_root=data, epochs=epochs, out_dir=run, img_size=size, workers=0, seed=0)
+        epochs, size, batch = TRAIN[variant]
+        print(
+            f"training {variant}: {epochs} epochs at {size} px, batch {batch}, into {run} (cached for reruns)"
+        )
+        fit(
+            variant,
+            data_root=data,
+            epochs=epochs,
+            out_dir=run,
+            img_size=size,
+            batch_size=batch,
+            workers=0,
+            seed=0,
+        )
     return best
 
 
