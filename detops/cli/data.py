@@ -76,9 +76,11 @@ def validate(
 ) -> None:
     """Run the Great Expectations suite over ROOT; exit 0 when valid, 1 with a table of failures."""
 
+    from detops.cli import _validate as check
     from detops.data.validate import failure_table, validate_dataset
     from detops.settings import get_settings
 
+    check.at_least(sample_images, "--sample-images", 0)
     docs = docs_dir if docs_dir is not None else get_settings().home / "data-docs"
     with _spinner(f"validating {root} with Great Expectations"):
         report = validate_dataset(
@@ -108,10 +110,12 @@ def version(
     sample_images: int = typer.Option(500, "--sample-images", help="Images per split decoded by validation."),
 ) -> None:
     """Validate ROOT, track it with DVC (data.dvc) and print its version, the DVC directory hash."""
+    from detops.cli import _validate as check
     from detops.data.validate import failure_table
     from detops.data.versioning import InvalidDatasetError, version_dataset
     from detops.settings import get_settings
 
+    check.at_least(sample_images, "--sample-images", 0)
     settings = get_settings()
     console = _console()
     try:

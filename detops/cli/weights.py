@@ -21,8 +21,11 @@ def import_cmd(
     """Map an official checkpoint onto this implementation, strictly, and save it."""
     from rich.console import Console
 
+    from detops.cli import _validate as check
     from detops.weights import import_official
 
+    check.variant(variant)
+    check.at_least(num_classes, "--num-classes", 1)
     with Console(stderr=True).status(f"importing {src} as {variant}"):
         report = import_official(variant, src, dst, num_classes=num_classes)
     typer.echo(

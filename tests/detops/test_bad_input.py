@@ -285,6 +285,27 @@ ROWS = [
         marks=slow,
     ),
     pytest.param(
+        "profile {ckpt} --backend torch --img-size 100 --iters 1 --warmup 0",
+        ["--img-size 100", "multiple of 32"],
+        2,
+        id="profile --img-size 100",
+        marks=slow,
+    ),
+    pytest.param(
+        "weights import damo_yolo_t {root}/absent.pth {root}/out.pt --num-classes 0",
+        ["--num-classes", "got 0"],
+        2,
+        id="weights import --num-classes 0",
+        marks=slow,
+    ),
+    pytest.param(
+        "data validate {data} --sample-images -3",
+        ["--sample-images", "got -3"],
+        2,
+        id="data validate --sample-images -3",
+        marks=slow,
+    ),
+    pytest.param(
         "demo --img-size 100 --epochs 1",
         ["--img-size 100", "multiple of 32"],
         2,

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import models
 from detops.deploy.artifact import ArtifactMeta, meta_from_checkpoint, sha256_file
 from detops.deploy.preprocess import preprocess
 from detops.deploy.runners.base import Batch, Detections, RunnerBase, family_detections
@@ -51,6 +52,10 @@ class TorchRunner(RunnerBase):
             deploy()
         self.model = model.eval()
         self.meta: ArtifactMeta = meta_from_checkpoint(ckpt, sha256=sha256_file(path), input_size=input_size)
+        try:
+            models.check_input_size(self.meta.variant, self.meta.input_size)
+        except ValueError as exc:
+            raise DetopsError(f"--img-size {self.meta.input_size}: {exc}") from None
         self.path = path
         self.device = device
         self.threads = threads
