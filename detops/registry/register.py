@@ -128,6 +128,8 @@ def register_run(
     backends: Sequence[str] = CPU_BACKENDS,
     profile_seconds: float = 1.5,
     sample_images: int | None = 64,
+    deployed: dict[str, Any] | None = None,
+    data_valid: bool | None = None,
     echo: Callable[[str], None] = print,
 ) -> Registration:
     """Register the run ``run`` (a run directory or an MLflow run id) as a new version of
@@ -136,9 +138,14 @@ def register_run(
     ``settings``: project root, home (work files under ``<home>/registry``) and tracking store
     (default: the process settings). ``client``: a :class:`~detops.registry.client.RegistryClient`
     (default: one for the settings). ``sample_images``: images per split decoded by data validation.
+    ``deployed``: results this process already has for the run (the demo's deploy step): ``onnx``
+    (path), ``evaluation`` (``evaluate_artifact`` on ``ort`` with the checkpoint as reference),
+    ``profiles`` ({backend: profile dict}) and optionally ``max_rel_error``; those steps are then not
+    repeated. ``data_valid``: the outcome of a validation of this dataset that just ran (skips it).
     Raises ``DetopsError`` (one line) for a bad run or any failed step; nothing is registered then.
     """
     from detops.data.validate import validate_dataset
+    from detops.deploy.artifact import read_onnx_metadata
     from detops.deploy.evaluate import evaluate_artifact
     from detops.deploy.exporting import export_artifact
     from detops.deploy.profile import profile_runner
@@ -164,36 +171,45 @@ def register_run(
     name = model_name(variant)
     echo(f"[register] {name} from {files.run_dir}")
 
-    echo(f"[register] validating {data_root}")
-    report = validate_dataset(data_root, sample_images=sample_images)
+    if data_valid is None:
+        echo(f"[register] validating {data_root}")
+        data_valid = validate_dataset(data_root, sample_images=sample_images).success
     data = dataset_version(data_root, project_root=settings.project_root)
     code = code_version(settings.project_root)
 
     work = work_root / f"{variant}-{files.run_dir.name}"
-    echo("[register] exporting the best checkpoint to ONNX (with ONNX Runtime parity check)")
-    export, meta = export_artifact(files.best, out=work / "model.onnx")
-    echo(f"[register] evaluating the ONNX artifact on '{split}' against the checkpoint")
-    evaluations: dict[str, dict[str, Any]] = {}
-    for i, backend in enumerate(backends):
-        evaluations[backend] = evaluate_artifact(
-            export.path,
-            backend=backend,
-            data_root=data_root,
-            split=split,
-            reference=files.best if i == 0 else None,
-        )
-    checkpoint_map = float(evaluations[backends[0]]["reference"]["AP"])
-    echo("[register] profiling on " + ", ".join(backends))
-    profiles = {
-        backend: profile_runner(
-            load_runner(export.path, backend=backend),
-            artifact=str(export.path),
-            batch=1,
-            warmup=3,
-            seconds=profile_seconds,
-        )
-        for backend in backends
-    }
+    if deployed is not None:
+        onnx_path = Path(deployed["onnx"])
+        meta = read_onnx_metadata(onnx_path)
+        max_rel_error = deployed.get("max_rel_error")
+        evaluations: dict[str, dict[str, Any]] = {"ort": deployed["evaluation"]}
+        profiles: dict[str, dict[str, Any]] = dict(deployed["profiles"])
+    else:
+        echo("[register] exporting the best checkpoint to ONNX (with ONNX Runtime parity check)")
+        export, meta = export_artifact(files.best, out=work / "model.onnx")
+        onnx_path, max_rel_error = export.path, export.max_rel_error
+        echo(f"[register] evaluating the ONNX artifact on '{split}' against the checkpoint")
+        evaluations = {}
+        for i, backend in enumerate(backends):
+            evaluations[backend] = evaluate_artifact(
+                onnx_path,
+                backend=backend,
+                data_root=data_root,
+                split=split,
+                reference=files.best if i == 0 else None,
+            )
+        echo("[register] profiling on " + ", ".join(backends))
+        profiles = {
+            backend: profile_runner(
+                load_runner(onnx_path, backend=backend),
+                artifact=str(onnx_path),
+                batch=1,
+                warmup=3,
+                seconds=profile_seconds,
+            )
+            for backend in backends
+        }
+    checkpoint_map = float(next(ev for ev in evaluations.values() if "reference" in ev)["reference"]["AP"])
     sizes = _measure(files.best, variant=variant, num_classes=meta.num_classes)
 
     tags: dict[str, str] = {
@@ -201,7 +217,7 @@ def register_run(
         T.DATASET_VERSION: data.digest,
         "detops.dataset_tracked_by": data.tracked_by,
         "detops.dataset_git_revision": data.git_revision,
-        T.DATA_VALID: T.fmt_bool(report.success),
+        T.DATA_VALID: T.fmt_bool(data_valid),
         T.GIT_COMMIT: code["git_commit"],
         "detops.git_dirty": code["git_dirty"],
         T.RUN_DIR: str(files.run_dir),
@@ -209,7 +225,8 @@ def register_run(
         "detops.num_classes": str(meta.num_classes),
         T.PARAMS: str(int(sizes["params"])),
         T.GFLOPS: T.fmt_float(sizes["gflops"]),
-        T.EXPORT_PARITY: json.dumps({"passed": True, "max_rel_error": export.max_rel_error}, sort_keys=True),
+        # export_artifact writes no file that fails its parity check, so an artifact here passed it
+        T.EXPORT_PARITY: json.dumps({"passed": True, "max_rel_error": max_rel_error}, sort_keys=True),
         T.MAP_CHECKPOINT: T.fmt_float(checkpoint_map),
         "detops.best_epoch": str(_summary_field(files.run_dir, "best_epoch")),
     }
@@ -237,11 +254,11 @@ def register_run(
         write_json(details / f"evaluation_{backend}.json", ev)
     for backend, prof in profiles.items():
         write_json(details / f"profile_{backend}.json", prof)
-    write_json(details / "export.json", {"path": str(export.path), "max_rel_error": export.max_rel_error})
+    write_json(details / "export.json", {"path": str(onnx_path), "max_rel_error": max_rel_error})
     echo("[register] logging the ONNX model to MLflow and creating the version")
     client.log_run_artifacts(run_id, details, artifact_path="registry")
     model_uri, model_id = client.log_onnx_model(
-        run_id=run_id, onnx_path=export.path, input_example=_input_example(meta)
+        run_id=run_id, onnx_path=onnx_path, input_example=_input_example(meta)
     )
     version = client.create_version(name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id)
     echo(f"[register] {name} version {version} (run {run_id})")
