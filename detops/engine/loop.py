@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -149,7 +150,78 @@ def train_one_epoch(
     return out
 
 
+def coco_detections(
+    dets: Sequence[dict[str, torch.Tensor]],
+    targets: Sequence[dict[str, Any]],
+    *,
+    label_to_category_id: Sequence[int],
+) -> tuple[list[dict[str, Any]], int]:
+    """Postprocessor outputs of one batch -> (COCO results, number of boxes dropped as non-finite).
+
+    ``dets[i]`` has ``"boxes"`` [K, 4] xyxy original pixels, ``"scores"`` [K], ``"labels"`` [K];
+    ``targets[i]["image_id"]`` names its image. A box with a NaN or infinite coordinate cannot be
+    scored by COCOeval: it is left out and counted, never dropped silently."""
+    results: list[dict[str, Any]] = []
+    dropped = 0
+    for target, det in zip(targets, dets, strict=True):
+        boxes = det["boxes"].float().cpu()
+        xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
+        for box, score, label in zip(
+            xywh, det["scores"].float().cpu().tolist(), det["labels"].cpu().tolist(), strict=True
+        ):
+            if not all(math.isfinite(v) for v in box):
+                dropped += 1
+                continue
+            results.append(
+                {
+                    "image_id": target["image_id"],
+                    "category_id": int(label_to_category_id[int(label)]),
+                    "bbox": [round(v, 3) for v in box],
+                    "score": round(float(score), 5),
+                }
+            )
+    return results, dropped
+
+
 @torch.no_grad()
+def predict_counted(
+    model: nn.Module,
+    postprocessor: nn.Module,
+    loader: DataLoader,
+    *,
+    label_to_category_id: Sequence[int],
+    device: torch.device,
+    amp: bool = False,
+    dist_info: DistInfo = DistInfo(),
+) -> tuple[list[dict[str, Any]], int]:
+    """``predict``'s results and the number of predicted boxes dropped for non-finite coordinates
+    (both over all ranks); a warning names that number on rank 0 when it is not zero."""
+    was_training = model.training
+    model.eval()
+    results: list[dict[str, Any]] = []
+    dropped = 0
+    for images, targets in loader:
+        images = images.to(device, non_blocking=True)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            outputs = model(images)
+        orig_sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
+        dets = postprocessor(_to_float(outputs), image_size=size, orig_sizes=orig_sizes)
+        batch, n = coco_detections(dets, targets, label_to_category_id=label_to_category_id)
+        results.extend(batch)
+        dropped += n
+    model.train(was_training)
+    parts = gather_objects((results, dropped), dist_info)
+    dropped = sum(n for _, n in parts)
+    if dropped and dist_info.is_main:
+        warnings.warn(
+            f"dropped {dropped} predicted box(es) with non-finite coordinates (kept {sum(len(r) for r, _ in parts)})",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return [r for part, _ in parts for r in part], dropped
+
+
 def predict(
     model: nn.Module,
     postprocessor: nn.Module,
@@ -161,35 +233,18 @@ def predict(
     dist_info: DistInfo = DistInfo(),
 ) -> list[dict[str, Any]]:
     """COCO results list (original-image xywh boxes, the dataset's category ids) for every image of
-    ``loader``, gathered from all ranks."""
-    was_training = model.training
-    model.eval()
-    results: list[dict[str, Any]] = []
-    for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        with torch.autocast(device_type=device.type, enabled=amp):
-            outputs = model(images)
-        orig_sizes = torch.stack([t["orig_size"] for t in targets]).to(device)
-        size = (int(images.shape[-2]), int(images.shape[-1]))
-        dets = postprocessor(_to_float(outputs), image_size=size, orig_sizes=orig_sizes)
-        for target, det in zip(targets, dets, strict=True):
-            boxes = det["boxes"].float().cpu()
-            xywh = torch.cat([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], dim=1).tolist()
-            for box, score, label in zip(
-                xywh, det["scores"].float().cpu().tolist(), det["labels"].cpu().tolist(), strict=True
-            ):
-                if not all(math.isfinite(v) for v in box):
-                    continue
-                results.append(
-                    {
-                        "image_id": target["image_id"],
-                        "category_id": int(label_to_category_id[int(label)]),
-                        "bbox": [round(v, 3) for v in box],
-                        "score": round(float(score), 5),
-                    }
-                )
-    model.train(was_training)
-    return [r for part in gather_objects(results, dist_info) for r in part]
+    ``loader``, gathered from all ranks (boxes with non-finite coordinates are left out with a
+    warning; ``predict_counted`` also returns their number)."""
+    results, _ = predict_counted(
+        model,
+        postprocessor,
+        loader,
+        label_to_category_id=label_to_category_id,
+        device=device,
+        amp=amp,
+        dist_info=dist_info,
+    )
+    return results
 
 
 def evaluate(
@@ -202,11 +257,12 @@ def evaluate(
     dist_info: DistInfo = DistInfo(),
 ) -> dict[str, Any]:
     """COCO bbox statistics of ``model`` on ``loader``'s dataset (a ``CocoDetection``); see
-    ``detops.evaluation`` for the returned stats dict. Every rank gets the same dict."""
+    ``detops.evaluation`` for the returned stats dict, plus ``dropped_nonfinite``: predicted boxes
+    left out for non-finite coordinates. Every rank gets the same dict."""
     dataset = loader.dataset
     if not isinstance(dataset, CocoDetection):
         raise TypeError(f"evaluate needs a loader over a CocoDetection, got {type(dataset).__name__}")
-    results = predict(
+    results, dropped = predict_counted(
         model,
         postprocessor,
         loader,
@@ -215,6 +271,8 @@ def evaluate(
         amp=amp,
         dist_info=dist_info,
     )
-    return evaluate_results(
+    stats = evaluate_results(
         dataset.coco, results, gt_source=str(dataset.annotation_file), results_source="<predictions>"
     )
+    stats["dropped_nonfinite"] = dropped
+    return stats
