@@ -43,7 +43,8 @@ def results_list(image_ids: Sequence[Any], detections: Sequence[Detections]) -> 
 def evaluate_runner(
     runner: Runner, *, data_root: str | os.PathLike[str], split: str = "val", batch_size: int = 8
 ) -> dict[str, Any]:
-    """COCO stats dict (see ``detops.evaluation``) of ``runner`` on ``split`` of ``data_root``.
+    """COCO stats dict (see ``detops.evaluation``) of ``runner`` on ``split`` of ``data_root``, plus
+    ``dropped_nonfinite``: predicted boxes left out for non-finite coordinates.
 
     The dataset's categories must be the artifact's (same ids, ascending); images are read at their
     original sizes and batched ``batch_size`` at a time (a fixed-batch graph uses its own batch).
@@ -64,12 +65,13 @@ def evaluate_runner(
         samples = [dataset[i] for i in range(start, min(start + step, len(dataset)))]
         detections += runner([s["image"] for s in samples])
         image_ids += [s["image_id"] for s in samples]
-    return evaluate_results(
-        dataset.coco,
-        results_list(image_ids, detections),
-        gt_source=str(dataset.annotation_file),
-        results_source="<predictions>",
+    results = results_list(image_ids, detections)
+    stats = evaluate_results(
+        dataset.coco, results, gt_source=str(dataset.annotation_file), results_source="<predictions>"
     )
+    # Not silent: how many predicted boxes ``results_list`` had to leave out as non-finite.
+    stats["dropped_nonfinite"] = sum(len(d.scores) for d in detections) - len(results)
+    return stats
 
 
 def stat_delta(stats: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -83,3 +85,32 @@ def test_evaluate_reports_dropped_boxes(synth_root: Path) -> None:
     expected = evaluate_results(ds.coco, finite)
     assert stats["AP"] == pytest.approx(expected["AP"], abs=1e-3)
     assert f"non-finite coordinates: {len(ds)}" in format_stats(stats)
+
+
+class _NaNRunner:
+    """A deploy runner stand-in: per image one finite box and one with a NaN coordinate."""
+
+    def __init__(self, category_ids: list[int]) -> None:
+        self.meta = SimpleNamespace(category_ids=category_ids, batch=None)
+
+    def __call__(self, images: list[np.ndarray]) -> list[Any]:
+        from detops.deploy.runners.base import Detections
+
+        cat = self.meta.category_ids[0]
+        return [
+            Detections(
+                boxes=np.array([[1, 1, 9, 9], [NAN, 1, 2, 2]], np.float32),
+                scores=np.array([0.9, 0.8], np.float32),
+                category_ids=np.array([cat, cat], np.int64),
+                labels=np.array([0, 0], np.int64),
+            )
+            for _ in images
+        ]
+
+
+def test_artifact_evaluation_reports_dropped_boxes(synth_root: Path) -> None:
+    from detops.deploy.evaluate import evaluate_runner
+
+    ds = CocoDetection.from_root(synth_root, split="val")
+    stats = evaluate_runner(_NaNRunner(ds.label_to_category_id), data_root=synth_root, split="val")  # type: ignore[arg-type]
+    assert stats["dropped_nonfinite"] == len(ds)
