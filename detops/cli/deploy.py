@@ -26,6 +26,9 @@ def export_cmd(
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or later)."),
     batch: int = typer.Option(None, "--batch", help="Fixed batch size of the graph."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Dynamic batch axis (the default)."),
+    run_id: str = typer.Option(
+        None, "--run-id", help="MLflow run (id or run directory) to log the result into."
+    ),
 ) -> None:
     """Fuse, export to ONNX with class names and preprocessing in its metadata, and check ONNX Runtime
     against PyTorch before the file appears."""
@@ -59,6 +62,9 @@ def export_cmd(
         f"wrote {report.path} ({meta.variant}, {meta.input_size} px, {shape}, {meta.num_classes} classes, "
         f"opset {report.opset}); ONNX Runtime vs PyTorch relative error: {errors}"
     )
+    from detops.cli.tracking import log_export
+
+    log_export(source, run_id=run_id, path=report.path, opset=report.opset, errors=dict(report.max_rel_error))
 
 
 def profile_cmd(
@@ -76,6 +82,9 @@ def profile_cmd(
     precision: str = typer.Option(None, "--precision", help="fp16/bf16 (torch autocast, OpenVINO hint)."),
     out: Path = typer.Option(None, "--out", help="Also write the JSON to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON instead of a table."),
+    run_id: str = typer.Option(
+        None, "--run-id", help="MLflow run (id or run directory) to log the result into."
+    ),
 ) -> None:
     """Time an artifact: `model` (inference on a prepared batch) and `end_to_end` (uint8 images to
     detections); median, p90, p99, mean, std, min, throughput, and the environment."""
@@ -105,6 +114,9 @@ def profile_cmd(
         typer.echo(json.dumps(result))
     else:
         typer.echo(format_profile(result))
+    from detops.cli.tracking import log_profile
+
+    log_profile(artifact, run_id=run_id, result=result)
 
 
 def format_profile(result: dict[str, Any]) -> str:

@@ -100,6 +100,9 @@ def evaluate(
     max_drop: float = typer.Option(
         None, "--max-drop", help="With --reference: exit 1 when mAP 50:95 is more than this below it."
     ),
+    run_id: str = typer.Option(
+        None, "--run-id", help="With an artifact: MLflow run (id or run directory) to log the results into."
+    ),
 ) -> None:
     """COCO bbox mAP (pycocotools): a results file against annotations, or a checkpoint on a dataset."""
     if max_drop is not None and (reference is None or not 0 <= max_drop < 1):
@@ -157,6 +160,10 @@ def evaluate(
 
             typer.echo(f"\n{stats['artifact']} ({stats['backend']}) against --reference {reference}:")
             typer.echo(format_delta(stats))
+    if checkpoint is not None:
+        from detops.cli.tracking import log_evaluation
+
+        log_evaluation(checkpoint, run_id=run_id, stats=stats)
     if max_drop is not None:
         from detops.deploy.accuracy_gate import accuracy_gate
 
