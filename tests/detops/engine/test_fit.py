@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,6 +48,24 @@ class _GlobalRNGJitter:
         return {**sample, "image": sample["image"] + 0.05 * shift}
 
 
+def _noisy_model(build: Any) -> Any:
+    """``models.build_model`` whose models, in training, add noise drawn from the main process's
+    global torch RNG to each input batch (a batch-level augmentation, as dropout would draw)."""
+
+    def build_noisy(name: str, **kwargs: Any) -> torch.nn.Module:
+        model = build(name, **kwargs)
+
+        def add_noise(module: torch.nn.Module, args: tuple) -> tuple | None:
+            if not module.training:
+                return None
+            return (args[0] + 0.02 * torch.rand_like(args[0]), *args[1:])
+
+        model.register_forward_pre_hook(add_noise)
+        return model
+
+    return build_noisy
+
+
 def _jittered_pipeline(variant: models.Variant, *, size: int, augment: bool) -> Compose:
     pipeline = train_pipeline(variant, size=size, augment=augment)
     return Compose([*pipeline.transforms, _GlobalRNGJitter()])
@@ -56,10 +75,11 @@ def _jittered_pipeline(variant: models.Variant, *, size: int, augment: bool) -> 
 def test_resume_reproduces_uninterrupted_run(
     name: str, synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two data-loader workers, the family's augmentation plus a global-RNG one, evaluation after
-    every epoch (so before each checkpoint): stopping after epoch 1 and resuming gives bit-identical
+    """Two data-loader workers, the family's augmentation plus a global-RNG one in the workers and
+    a global-RNG batch noise in the main process, evaluation after every epoch (so before each checkpoint): stopping after epoch 1 and resuming gives bit-identical
     step losses, weights, EMA, val metrics, ``best_map`` / ``best_epoch`` and ``best.pt``."""
     monkeypatch.setattr(fit_module, "train_pipeline", _jittered_pipeline)
+    monkeypatch.setattr(models, "build_model", _noisy_model(models.build_model))
     common = {**COMMON, "workers": 2}
     overrides = {**OVERRIDES, "eval_interval": 1, "no_aug_epochs": 0}
     full = StepLossRecorder()
