@@ -1,5 +1,6 @@
 """Property-based tests (hypothesis) of the geometric augmentations: flips, stretch resize, clipping,
-the affine box mapping, random affine with random parameters and mosaic placement.
+the affine box mapping, random affine with random parameters, mosaic placement, zoom-out, IoU crop
+and the multi-scale batch resize.
 
 Alignment uses the painted scenes of ``tests.detops.data.painted``: each box must stay the tight
 hull of its colour's pixels, whatever the parameters. Example counts are small so the default suite
@@ -12,10 +13,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from detops.data.augment_damo import Mosaic, RandomAffine, affine_matrix, transform_boxes
+from detops.data.augment_rtdetr import IoUCrop, ZoomOut, resize_batch
 from detops.data.transforms import HorizontalFlip, Sanitize, StretchResize, clip_boxes
 from tests.detops.data.painted import (
     GREY,
@@ -250,6 +253,48 @@ def test_mosaic_placement_keeps_alignment(size: int, seed: int) -> None:
     # Axis-aligned tiles: every box is tight, and every colour with pixels left has its box.
     assert_aligned(out["image"], out["boxes"], out["labels"], masks, tol=1.5, what="mosaic")
     assert {k for k, m in masks.items() if m.any()} <= set(out["labels"].tolist())
+
+
+# --------------------------------------------------------------------------- RT-DETRv2 geometry
+
+
+@FAST
+@given(st.floats(1.0, 4.0), st.floats(0.1, 1.0), st.floats(0.3, 1.0), st.integers(0, 10**6))
+def test_zoom_out_then_iou_crop_keep_alignment(
+    max_side: float, min_scale: float, max_aspect_inv: float, seed: int
+) -> None:
+    sample, colours = _black_palette_scene(seed, 120, 150, 5)
+    rng = np.random.default_rng(seed)
+    out = ZoomOut(side_range=(1.0, max_side), p=1.0)(sample, rng=rng)
+    masks = nearest_masks(out["image"], colours, [np.zeros(3, np.float32)])
+    assert_aligned(out["image"], out["boxes"], out["labels"], masks, tol=0.0, what="zoom-out")
+    crop = IoUCrop(
+        min_scale=min_scale, min_aspect=max_aspect_inv, max_aspect=1 / max_aspect_inv, options=(0.0, 0.3, 0.7)
+    )
+    out = crop(out, rng=rng)
+    masks = nearest_masks(out["image"], colours, [np.zeros(3, np.float32)])
+    # Integer crop of an unblurred image: boxes are exactly the visible parts; colours whose centre
+    # fell outside the crop lose their box.
+    assert_aligned(out["image"], out["boxes"], out["labels"], masks, tol=0.0, border_filter=True, what="crop")
+
+
+@FAST
+@given(st.integers(40, 160), st.integers(40, 160), st.integers(0, 10**6), st.data())
+def test_resize_batch_keeps_alignment(h: int, w: int, seed: int, data: st.DataObject) -> None:
+    size = data.draw(st.integers(max(16, math.ceil(max(h, w) / 2)), 2 * min(h, w)))
+    sample, colours = _black_palette_scene(seed, h, w, 3)
+    images = torch.from_numpy(sample["image"]).permute(2, 0, 1)[None].float()
+    out, targets = resize_batch(
+        images,
+        [{"boxes": torch.from_numpy(sample["boxes"]), "labels": torch.from_numpy(sample["labels"])}],
+        size,
+    )
+    image = out[0].permute(1, 2, 0).numpy().round().astype(np.uint8)
+    masks = nearest_masks(image, colours, [np.zeros(3, np.float32)])
+    # Nearest sampling: an edge lands within one output pixel of the scaled box edge.
+    assert_aligned(
+        image, targets[0]["boxes"].numpy(), targets[0]["labels"].numpy(), masks, tol=1.0, what="batch"
+    )
 
 
 # --------------------------------------------------------------------------- slow twins
