@@ -41,11 +41,13 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo pipeline; returns ``{"version", "runs": {variant: fit summary}, "stats": {variant:
     COCO stats of the best checkpoint on the val split}, "deploy": {variant: {"onnx", "evaluation",
-    "profiles": {backend: profile dict}}}}``.
+    "profiles": {backend: profile dict}}}, "registry": see ``register_and_promote``}``.
 
     After training, each best checkpoint is exported to ONNX beside it, the ONNX artifact is evaluated
     on the val split against the checkpoint (``--reference``), profiled on ONNX Runtime and OpenVINO,
-    and one table compares them.
+    and one table compares them. Finally both runs are registered in MLflow (the settings' store),
+    promoted under the default policy, and the comparison report is printed with the command that
+    opens the MLflow UI.
 
     Writes the dataset to ``<project root>/data``, Data Docs and runs under ``settings.home``.
     Raises ``DetopsError`` (via the steps) when any step fails; later steps then do not run.
@@ -103,11 +105,19 @@ def run_demo(
         echo(f"COCO bbox mAP of {variant} on the val split ({best}, epoch {run['best_epoch']}):")
         echo(format_stats(stats[variant]))
     deployed = deploy_runs(runs, data_root=data_root, config=config, echo=echo)
+    from detops.registry.pipeline import register_and_promote
+
+    echo("")
+    echo("[registry] registering both models in MLflow and promoting them under the default policy")
+    registry = register_and_promote(
+        runs, settings=settings, deployed=deployed, data_valid=report.success, echo=echo
+    )
     return {
         "version": {"md5": version.md5, "files": version.files},
         "runs": runs,
         "stats": stats,
         "deploy": deployed,
+        "registry": registry,
     }
 
 
@@ -140,7 +150,12 @@ def deploy_runs(
             profiles[backend] = profile_runner(
                 runner, artifact=str(report.path), batch=1, warmup=3, seconds=config.profile_seconds
             )
-        out[variant] = {"onnx": str(report.path), "evaluation": evaluation, "profiles": profiles}
+        out[variant] = {
+            "onnx": str(report.path),
+            "evaluation": evaluation,
+            "profiles": profiles,
+            "max_rel_error": report.max_rel_error,
+        }
     echo("")
     echo(deploy_table(out))
     return out

@@ -50,6 +50,14 @@ def test_demo_synthesises_validates_versions_trains_and_evaluates(tmp_path, make
     table = text[text.index("Deployed artifacts") :].splitlines()
     assert "mAP (PyTorch)" in table[1] and "CPU ms (OpenVINO)" in table[1]
     assert [row.split()[0] for row in table[2:4]] == ["damo_yolo_tiny", "rtdetrv2_tiny"]
+    # Registry: both registered in the settings' MLflow store, promoted, reported, UI command printed.
+    from detops.registry.client import CHAMPION, RegistryClient
+
+    assert result["registry"]["decisions"] == {"damo_yolo_tiny": "promoted", "rtdetrv2_tiny": "promoted"}
+    client = RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
+    for variant, version in result["registry"]["versions"].items():
+        assert client.alias_version(f"detops-{variant}", CHAMPION) == version
+    assert "| damo_yolo_tiny (v1 champion) |" in text and "detops ui" in text.splitlines()[-1]
 
 
 def test_demo_stops_before_training_when_data_is_invalid(tmp_path, make_dvc_project, monkeypatch):
