@@ -287,3 +287,12 @@ def test_damo_giou_loss_default_guard_on_tiny_boxes() -> None:
     # Identical boxes of area 1e-6 (the default guard of the loss): IoU = 1e-6 / 2e-6 = 0.5.
     tiny = torch.tensor([[0.0, 0.0, 1e-3, 1e-3]], dtype=torch.float64)
     assert float(giou_loss(tiny, tiny)) == pytest.approx(0.5, rel=1e-6)
+
+
+def test_qfl_saturated_scores_in_float64() -> None:
+    # float64 keeps 1 - 1e-12 < 1, so the upper clamp holds there: s = 1 gives log(1e-12) terms.
+    ln = -math.log(1e-12)
+    scores = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    loss = quality_focal_loss(scores, torch.tensor([0]), torch.tensor([0.5], dtype=torch.float64))
+    # Positive s = 1, y = 0.5: (0.5 * ~0 + 0.5 * ln) * 0.25; negative s = 1: ln * 1.
+    assert float(loss[0]) == pytest.approx(0.5 * ln * 0.25 + ln, rel=1e-6)
