@@ -249,6 +249,11 @@ def _resolve_run(config: TrainConfig) -> _Run:
         variant = models.get_variant(config.variant)
     except ValueError as exc:
         raise DetopsError(str(exc)) from None
+    size = config.img_size if config.img_size is not None else variant.input_size
+    try:
+        models.check_input_size(variant, size)  # before any data is loaded
+    except ValueError as exc:
+        raise DetopsError(f"img_size {size}: {exc}") from None
     if config.epochs < 1 or config.batch_size < 1:
         raise DetopsError(f"epochs and batch_size must be >= 1 (got {config.epochs}, {config.batch_size})")
     if config.device.startswith("cuda") and not torch.cuda.is_available():
@@ -263,7 +268,7 @@ def _resolve_run(config: TrainConfig) -> _Run:
         variant=variant,
         info=info,
         device=device,
-        size=config.img_size or variant.input_size,
+        size=size,
         amp=device.type == "cuda" if config.amp is None else bool(config.amp),
         run_dir=Path(config.out),
     )

@@ -410,3 +410,14 @@ def test_a_worker_error_keeps_its_message() -> None:
         next(iter(loader))
     assert str(info.value) == "cannot read image file img0.jpg: field 'file_name'"
     assert worker_message("plain text\nOriginal Traceback") == "plain text\nOriginal Traceback"
+
+
+def test_library_fit_checks_the_input_size_first(tmp_path: Path) -> None:
+    from detops.engine.fit import fit
+
+    # The data root does not exist: the size must be refused before anything is read.
+    with pytest.raises(DetopsError, match="img_size 100: damo_yolo_tiny needs .* multiple of 32"):
+        fit("damo_yolo_tiny", data_root=tmp_path / "absent", epochs=1, out_dir=tmp_path / "run", img_size=100)
+    with pytest.raises(DetopsError, match="img_size 0"):
+        fit("damo_yolo_tiny", data_root=tmp_path / "absent", epochs=1, out_dir=tmp_path / "run", img_size=0)
+    assert not (tmp_path / "run").exists()
