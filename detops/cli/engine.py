@@ -29,6 +29,9 @@ def train(
     track: bool = typer.Option(
         None, "--track/--no-track", help="Log the run to MLflow (default: on; DETOPS_TRACK=false)."
     ),
+    register: bool = typer.Option(
+        False, "--register", help="Then register the run as a new model version (`detops register`)."
+    ),
 ) -> None:
     """Train a variant; one summary line per epoch, checkpoints and metrics in the run directory."""
     from detops.cli import _validate as check
@@ -75,6 +78,10 @@ def train(
         f"done: best mAP {summary['best_map']:.4f} at epoch {summary['best_epoch']}; "
         f"checkpoints in {summary['run_dir']} ({summary['wall_time_s']:.0f} s)"
     )
+    if register:
+        from detops.cli.registry import register_cmd
+
+        register_cmd(run=str(summary["run_dir"]), profile_seconds=1.5)
 
 
 def evaluate(
