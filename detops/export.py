@@ -107,7 +107,7 @@ def export_onnx(
     import onnx
 
     spec = models.get_variant(variant)
-    size = image_size or spec.input_size
+    size = image_size if image_size is not None else spec.input_size
     deployed = copy.deepcopy(model).eval()
     cast(Any, deployed).deploy()  # every family's detector has deploy(); nn.Module's typing cannot say so
     wrapper = models.family_module(variant).export_wrapper(deployed).eval()

@@ -232,7 +232,7 @@ def meta_from_checkpoint(
         family=variant.family,
         class_names=names,
         category_ids=ids,
-        input_size=int(input_size or ckpt.get("img_size") or variant.input_size),
+        input_size=int(input_size if input_size is not None else ckpt.get("img_size") or variant.input_size),
         pixel_scale=float(variant.pixel_scale),
         source_sha256=sha256,
         detops_version=__version__,

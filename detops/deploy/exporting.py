@@ -55,7 +55,7 @@ def export_artifact(
             family=variant.family,
             class_names=names,
             category_ids=ids,
-            input_size=int(image_size or variant.input_size),
+            input_size=int(image_size if image_size is not None else variant.input_size),
             pixel_scale=float(variant.pixel_scale),
         )
         from detops import __version__

@@ -285,6 +285,13 @@ ROWS = [
         marks=slow,
     ),
     pytest.param(
+        "export damo_yolo_tiny --out {root}/z.onnx --img-size 0",
+        ["--img-size 0", "positive multiple of 32"],
+        2,
+        id="export --img-size 0",
+        marks=slow,
+    ),
+    pytest.param(
         "profile {ckpt} --backend torch --img-size 100 --iters 1 --warmup 0",
         ["--img-size 100", "multiple of 32"],
         2,
