@@ -42,6 +42,12 @@ def reference_align_ota(
     strides: torch.Tensor,
     gt: torch.Tensor,
     labels: torch.Tensor,
+    *,
+    radius: float = 2.5,
+    topk: int = 10,
+    cls_weight: float = 1.0,
+    iou_weight: float = 3.0,
+    eps: float = 1e-7,
 ) -> tuple[list[int], list[float]]:
     """Loop reference: (assigned GT or -1 per anchor, IoU with it or 0)."""
     sc, pb, pts, st_, gts, lab = (
@@ -64,7 +70,7 @@ def reference_align_ota(
         for g in range(num_gt):
             x1, y1, x2, y2 = gts[g]
             in_box = x1 < x < x2 and y1 < y < y2
-            cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, 2.5 * st_[a]
+            cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, radius * st_[a]
             in_centre = abs(x - cx) < r and abs(y - cy) < r
             in_both[a, g] = in_box and in_centre
             any_inside = any_inside or in_box or in_centre
@@ -78,10 +84,11 @@ def reference_align_ota(
         costs = []
         for g in range(num_gt):
             cls = 0.0
-            for c, p in enumerate(sc[a]):
+            for c, s in enumerate(sc[a]):
                 t = ious[row][g] if c == lab[g] else 0.0
-                cls += _bce(p, t) * abs(t - p) ** 2
-            costs.append(cls + 3.0 * -math.log(ious[row][g] + 1e-7))
+                # Logs see the score clamped to [eps, 1 - eps]; the focal weight the raw score.
+                cls += _bce(min(max(s, eps), 1 - eps), t) * abs(t - s) ** 2
+            costs.append(cls_weight * cls + iou_weight * -math.log(ious[row][g] + eps))
         base.append(costs)
     # float32 like the detector, and the 1e8 added in float32 afterwards: the rounding that makes
     # every outside pair cost exactly the same.
@@ -91,7 +98,7 @@ def reference_align_ota(
     claimed: dict[int, list[int]] = {}
     for g in range(num_gt):
         column = sorted((ious[row][g] for row in range(len(candidates))), reverse=True)
-        k = max(1, int(sum(column[:10])))
+        k = max(1, int(sum(column[:topk])))
         for row in torch.topk(cost[:, g], k, largest=False).indices.tolist():
             claimed.setdefault(row, []).append(g)
     for row, gs in claimed.items():
@@ -268,3 +275,48 @@ def test_single_anchor_and_single_candidate() -> None:
     assert float(iou[0]) == pytest.approx(400 / 576, rel=1e-5)
     expected, _ = reference_align_ota(scores, pred, points, strides, gt, torch.tensor([1]))
     assert expected == [0]
+
+
+def test_every_parameter_is_passed_through() -> None:
+    scores, pred, points, strides, gt, labels = _case(3, 3)
+    scores[::7, 0] = 0.02  # below the large eps below, so its clamp matters
+    params = {"center_radius": 1.5, "candidate_topk": 3, "cls_weight": 2.5, "iou_weight": 0.5, "eps": 0.04}
+    assigned, iou = align_ota_assign(scores, pred, points, strides, gt, labels, **params)
+    expected, expected_iou = reference_align_ota(
+        scores,
+        pred,
+        points,
+        strides,
+        gt,
+        labels,
+        radius=1.5,
+        topk=3,
+        cls_weight=2.5,
+        iou_weight=0.5,
+        eps=0.04,
+    )
+    assert assigned.tolist() == expected
+    assert iou.tolist() == pytest.approx(expected_iou, abs=1e-5)
+    default, _ = align_ota_assign(scores, pred, points, strides, gt, labels)
+    assert default.tolist() != expected  # the parameters change the assignment here
+
+
+def test_radius_and_eps_reach_the_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import models.damo_yolo.assigner as assigner
+
+    seen: dict[str, float] = {}
+    masks, class_cost = assigner.candidate_masks, assigner.alignment_class_cost
+
+    def spy_masks(points, strides, gt_boxes, *, center_radius=-1.0):  # type: ignore[no-untyped-def]
+        seen["center_radius"] = center_radius
+        return masks(points, strides, gt_boxes, center_radius=center_radius)
+
+    def spy_cost(scores, ious, gt_labels, *, eps=-1.0):  # type: ignore[no-untyped-def]
+        seen["eps"] = eps
+        return class_cost(scores, ious, gt_labels, eps=eps)
+
+    monkeypatch.setattr(assigner, "candidate_masks", spy_masks)
+    monkeypatch.setattr(assigner, "alignment_class_cost", spy_cost)
+    scores, pred, points, strides, gt, labels = _case(1, 2)
+    assigner.align_ota_assign(scores, pred, points, strides, gt, labels, center_radius=1.75, eps=0.01)
+    assert seen == {"center_radius": 1.75, "eps": 0.01}
