@@ -109,6 +109,13 @@ def main() -> None:
     parser.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"))
     parser.add_argument("--iters", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--latency-only",
+        nargs="*",
+        default=[],
+        choices=list(TRAIN),
+        help="Variants timed from random weights at 256 px (no training, no mAP): fp32 vs INT8 speed only.",
+    )
     args = parser.parse_args()
 
     home = Path(get_settings().home) / "bench" / "int8"
@@ -163,6 +170,23 @@ def main() -> None:
         assert ref_ap is not None
         gate = gate_accuracy_drop(bad_ap, ref_ap, 0.0)
         rows.append((f"{variant} degraded int8 (1 noise image, all layers)", f"gate 0.0: {gate.detail}"))
+    for variant in args.latency_only:
+        fp32 = home / f"{variant}.random.fp32.onnx"
+        export_artifact(variant, out=fp32, image_size=256)
+        meta = read_onnx_metadata(fp32)
+        samples = calibration_samples(data, meta=meta, input_names=graph_inputs(fp32), n=args.calib_images)
+        int8 = quantize_onnx(
+            fp32, calib_samples=samples, out=home / f"{variant}.random.int8.onnx", method=args.method
+        )
+        for backend in ("ort", "openvino"):
+            ms32 = median_ms(fp32, backend, iters=args.iters, threads=args.threads)
+            ms8 = median_ms(int8.path, backend, iters=args.iters, threads=args.threads)
+            rows.append(
+                (
+                    f"{variant} {backend} batch 1 (random weights, speed only)",
+                    f"fp32 {ms32:.1f} ms, int8 {ms8:.1f} ms ({ms32 / ms8:.2f}x)",
+                )
+            )
     load = os.getloadavg()
     rows.append(("load average (1/5/15 min)", f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"))
     print_table("INT8 vs fp32 on this CPU (ONNX Runtime static QDQ quantization)", rows)
