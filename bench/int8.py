@@ -104,7 +104,7 @@ def main() -> None:
     from detops.settings import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(TRAIN))
+    parser.add_argument("--variants", nargs="*", default=DEFAULT_VARIANTS, choices=list(TRAIN))
     parser.add_argument("--calib-images", type=int, default=32)
     parser.add_argument("--method", default="minmax", choices=("minmax", "entropy", "percentile"))
     parser.add_argument("--iters", type=int, default=30)
