@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ from detops.errors import DetopsError
 # per-sample augmentation streams and RNG restore are exercised).
 COMMON = {"img_size": 64, "batch_size": 4, "workers": 0}
 OVERRIDES = {"progress": False, "warmup_iters": 1}
+
+
+class _SnapshotAfter:
+    """Copy the run directory ``src`` to ``dst`` at the end of epoch ``epoch`` (1-based)."""
+
+    def __init__(self, epoch: int, src: Path, dst: Path) -> None:
+        self.epoch, self.src, self.dst = epoch, src, dst
+
+    def on_epoch_end(self, *, epoch: int, metrics: dict[str, float]) -> None:
+        if epoch == self.epoch:
+            shutil.copytree(self.src, self.dst)
 
 
 class _StopAfter:
@@ -76,24 +88,21 @@ def test_resume_reproduces_uninterrupted_run(
     name: str, synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two data-loader workers, the family's augmentation plus a global-RNG one in the workers and
-    a global-RNG batch noise in the main process, evaluation after every epoch (so before each checkpoint): stopping after epoch 1 and resuming gives bit-identical
-    step losses, weights, EMA, val metrics, ``best_map`` / ``best_epoch`` and ``best.pt``."""
+    a global-RNG batch noise in the main process, evaluation after every epoch (so before each
+    checkpoint): resuming the run directory as it was after epoch 1 gives bit-identical step
+    losses, weights, EMA, val metrics, ``best_map`` / ``best_epoch`` and ``best.pt``."""
     monkeypatch.setattr(fit_module, "train_pipeline", _jittered_pipeline)
     monkeypatch.setattr(models, "build_model", _noisy_model(models.build_model))
     common = {**COMMON, "workers": 2}
     overrides = {**OVERRIDES, "eval_interval": 1, "no_aug_epochs": 0}
     full = StepLossRecorder()
+    # The run directory as a crash right after epoch 1 would leave it (checkpoints, metrics.jsonl).
+    snapshot = _SnapshotAfter(1, tmp_path / "full", tmp_path / "part")
     full_summary = fit(
-        name, data_root=synth_root, epochs=2, out_dir=tmp_path / "full", callbacks=[full],
+        name, data_root=synth_root, epochs=2, out_dir=tmp_path / "full", callbacks=[full, snapshot],
         overrides=overrides, **common,
     )  # fmt: skip
-    part = StepLossRecorder()
-    fit(
-        name, data_root=synth_root, epochs=2, out_dir=tmp_path / "part", callbacks=[part, _StopAfter(1)],
-        overrides=overrides, **common,
-    )  # fmt: skip
-    assert [s["epoch"] for s in part.steps] == [0, 0]
-    assert part.steps == [s for s in full.steps if s["epoch"] == 0]
+    assert read_checkpoint(tmp_path / "part" / "last.pt")["epoch"] == 0
     resumed = StepLossRecorder()
     summary = resume(tmp_path / "part", callbacks=[resumed])
     full_second = [s for s in full.steps if s["epoch"] == 1]
@@ -124,9 +133,12 @@ def test_resume_reproduces_uninterrupted_run(
 
 def test_run_dir_outputs_and_checkpoint_eval(synth_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
+    # Planned for 2 epochs, stopped by a callback after the first: StopTraining ends the run cleanly.
     summary = fit(
-        "damo_yolo_tiny", data_root=synth_root, epochs=1, out_dir=out, overrides=OVERRIDES, **COMMON
-    )
+        "damo_yolo_tiny", data_root=synth_root, epochs=2, out_dir=out, overrides=OVERRIDES,
+        callbacks=[_StopAfter(1)], **COMMON,
+    )  # fmt: skip
+    assert len(summary["history"]) == 1 and read_checkpoint(out / "last.pt")["epoch"] == 0
     for name in ("config.json", "metrics.jsonl", "summary.json", "last.pt", "best.pt"):
         assert (out / name).is_file(), name
     config = json.loads((out / "config.json").read_text())
