@@ -15,9 +15,10 @@ class DamoYoloCriterion(nn.Module):
 
     ``outputs`` is the model's raw dict; ``targets`` one dict per image with ``boxes`` [N, 4] xyxy
     input pixels and ``labels`` int64 [N] (N may be 0). Normalisation follows upstream: QFL by the
-    number of positives, GIoU and DFL by the sum of the positives' detached max class scores (DFL also
-    by 4 sides), each normaliser shared by the ranks of a DDP run (``models.distributed.shared_normaliser``: the
-    global sum, clamped to >= 1, over the world size), so averaged gradients equal one process's.
+    number of positives, GIoU and DFL by the sum of the positives' detached max class scores (DFL
+    also by 4 sides), each normaliser shared by the ranks of a DDP run (the global sum, clamped to
+    >= 1, over the world size: ``models.distributed.shared_normaliser``), so the ranks' averaged
+    gradients equal one process's over the global batch.
     """
 
     def __init__(

@@ -18,9 +18,9 @@ class RTDETRCriterion(nn.Module):
 
     Applied to the final layer, every auxiliary decoder layer and the encoder proposals (each matched
     independently) and to every layer's denoising queries (fixed assignment from ``dn_meta``, normalised
-    by num_boxes * num_groups); num_boxes is the global batch's box count (>= 1) over the world size
-    under DDP (``models.distributed.shared_normaliser``). Component entries are weighted sums over all those sets; ``loss`` is
-    their total. Targets are per image ``"boxes"`` [N, 4] xyxy in input pixels and ``"labels"`` [N].
+    by num_boxes * num_groups); num_boxes is the global batch's box count (>= 1) over the world
+    size under DDP (``models.distributed.shared_normaliser``). Component entries are weighted sums
+    over all those sets; ``loss`` is their total. Targets are per image ``"boxes"`` [N, 4] xyxy in input pixels and ``"labels"`` [N].
 
     Args:
         num_classes: classes.
