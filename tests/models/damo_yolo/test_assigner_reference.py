@@ -320,3 +320,12 @@ def test_radius_and_eps_reach_the_parts(monkeypatch: pytest.MonkeyPatch) -> None
     scores, pred, points, strides, gt, labels = _case(1, 2)
     assigner.align_ota_assign(scores, pred, points, strides, gt, labels, center_radius=1.75, eps=0.01)
     assert seen == {"center_radius": 1.75, "eps": 0.01}
+
+
+def test_two_conflicted_anchors_resolve_row_by_row() -> None:
+    # Both GTs take anchors 0 and 1 (k = 2 each); anchor 0 is cheaper for GT 0, anchor 1 for GT 1.
+    cost = torch.tensor([[0.1, 0.5], [0.9, 0.2], [9.0, 9.0]])
+    ious = torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    matched, gt = dynamic_k_matching(cost, ious)
+    assert matched.tolist() == [True, True, False]
+    assert gt[:2].tolist() == [0, 1]
