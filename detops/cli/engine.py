@@ -52,7 +52,7 @@ def train(
     from detops.engine.fit import resume as resume_run
     from detops.settings import get_settings
 
-    with training_tracker(track) as callbacks:
+    with training_tracker(track, resume=resume is not None) as callbacks:
         if resume is not None:
             summary = resume_run(resume, epochs=epochs, device=device, callbacks=callbacks)
         else:

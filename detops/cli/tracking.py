@@ -73,9 +73,10 @@ def register(app: typer.Typer) -> None:
 
 
 @contextmanager
-def training_tracker(track: bool | None) -> Iterator[list[Any]]:
+def training_tracker(track: bool | None, *, resume: bool = False) -> Iterator[list[Any]]:
     """The callbacks ``detops train`` passes to the engine: an ``MlflowCallback`` on rank 0 when
-    ``track`` (default: the settings' ``track``) is on, else none. On success it prints the run id."""
+    ``track`` (default: the settings' ``track``) is on, else none; ``resume`` continues the MLflow run
+    of the resumed run directory. On success it prints the run id."""
     from detops.settings import get_settings
 
     settings = get_settings()
@@ -85,7 +86,7 @@ def training_tracker(track: bool | None) -> Iterator[list[Any]]:
         return
     from detops.tracking import MlflowCallback
 
-    with MlflowCallback(settings=settings) as tracker:
+    with MlflowCallback(settings=settings, resume=resume) as tracker:
         yield [tracker]
     if tracker.run_id:
         typer.echo(f"tracked: MLflow run {tracker.run_id} (browse with `detops ui`)")

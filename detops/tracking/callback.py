@@ -48,6 +48,8 @@ class MlflowCallback:
         final_eval: evaluate the best checkpoint at the end for the 12 statistics, per-class AP and
             the precision-recall curve (one pass over the validation split).
         step_every: log the per-step metrics of every ``step_every``-th step (1: all).
+        resume: the engine is resuming the run directory: continue the MLflow run it records
+            (``mlflow_run_id``) instead of starting a new one.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class MlflowCallback:
         system_metrics: bool = True,
         final_eval: bool = True,
         step_every: int = 1,
+        resume: bool = False,
     ) -> None:
         self.settings = settings or get_settings()
         self.experiment = experiment
@@ -66,6 +69,7 @@ class MlflowCallback:
         self.system_metrics = system_metrics
         self.final_eval = final_eval
         self.step_every = max(1, step_every)
+        self.resume = resume
         self.run_id: str | None = None
         self._config: dict[str, Any] = {}
         self._run_dir: Path | None = None
@@ -109,7 +113,12 @@ class MlflowCallback:
     def _end(self, status: str) -> None:
         import mlflow
 
-        self._flush()
+        try:
+            self._flush()
+        except Exception:
+            if status != "FAILED":
+                raise
+            # Closing a failed run: the training error matters more than metrics still queued.
         mlflow.end_run(status=status)
 
     # engine hooks
@@ -125,7 +134,7 @@ class MlflowCallback:
         uri = self.settings.mlflow_tracking_uri
         mlflow.set_tracking_uri(uri)
         self._client = MlflowClient(tracking_uri=uri)
-        previous = run_id_for(run_dir)
+        previous = run_id_for(run_dir) if self.resume else None
         if previous is not None and not self._run_exists(previous):
             previous = None
         if previous is None:

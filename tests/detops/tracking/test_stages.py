@@ -130,3 +130,33 @@ def test_export_profile_evaluate_log_into_the_run(
     }
     listed = {f.path for f in client.list_artifacts(run_id, "profile")}
     assert listed == {"profile/tiny-ort.json"}
+
+
+def test_fresh_training_in_a_used_run_dir_starts_a_new_run_and_resume_continues(
+    store: Path, tmp_path: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    from detops.tracking import MlflowCallback, run_id_for
+
+    settings = Settings(project_root=store, track=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.json").write_text("{}")
+    config = {"variant": "damo_yolo_tiny", "data": str(data), "epochs": 1}
+    run_dir = tmp_path / "run"
+    ids = []
+    for resume in (False, False, True):
+        with MlflowCallback(settings=settings, system_metrics=False, resume=resume) as cb:
+            cb.on_train_start(config=config, run_dir=str(run_dir))
+            cb.on_epoch_end(epoch=len(ids) + 1, metrics={"val/AP": 0.1 * (len(ids) + 1)})
+        ids.append(cb.run_id)
+        assert run_id_for(run_dir) == cb.run_id
+    assert ids[0] != ids[1] and ids[2] == ids[1]
+    client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
+    assert [m.step for m in client.get_metric_history(ids[1], "val/AP")] == [2, 3]
+    assert client.get_run(ids[1]).info.status == "FINISHED"
+    with pytest.raises(RuntimeError), MlflowCallback(settings=settings, system_metrics=False) as cb:
+        cb.on_train_start(config=config, run_dir=str(tmp_path / "failing"))
+        raise RuntimeError("training broke")
+    assert client.get_run(cb.run_id).info.status == "FAILED"
