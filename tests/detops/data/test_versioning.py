@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import shutil
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,30 +13,17 @@ from detops.data.synth import synthesize
 from detops.data.versioning import InvalidDatasetError, pull_dataset, read_version, version_dataset
 from detops.errors import DetopsError
 from detops.settings import Settings
+from tests import servers
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*")
 
 ACCESS_KEY, SECRET_KEY = "AKIDETOPSTEST", "detops-test-secret-value"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
+def s3_endpoint(moto_s3: servers.MotoS3) -> str:
+    """The session's moto S3 server (tests/servers.py); buckets are per test."""
+    return moto_s3.url
 
 
 def _settings(project: Path, endpoint: str, bucket: str) -> Settings:
