@@ -170,6 +170,23 @@ def test_mosaic(seed: int) -> None:
     assert {k for k, m in masks.items() if m.any()} <= set(out["labels"].tolist())
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_mosaic_tiles_meet_without_gaps(seed: int) -> None:
+    """Black tiles on the grey canvas: the four tiles form one solid rectangle around the centre,
+    at least 1.5 tiles wide and tall (the centre is drawn from the middle half)."""
+    palette = Palette()
+    colours12 = wheel(12)
+    ds = PaintedDataset(palette, [colours12[3:6], colours12[6:9], colours12[9:12]], background=0, seed=seed)
+    sample = palette.sample(np.random.default_rng(seed), 150, 110, colours12[0:3], background=0)
+    out = Mosaic(96, p=1.0)(sample, rng=np.random.default_rng(seed), dataset=ds)
+    covered = (out["image"] != GREY).any(axis=2)
+    hull = extent(covered)
+    assert hull is not None
+    x1, y1, x2, y2 = hull.astype(int)
+    assert covered[y1:y2, x1:x2].all(), "fill shows between the tiles"
+    assert min(x2 - x1, y2 - y1) >= 1.5 * 96 and (x1 == 0 or x2 == 192) and (y1 == 0 or y2 == 192)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_random_affine(seed: int) -> None:
     palette = Palette()
