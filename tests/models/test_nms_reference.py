@@ -123,3 +123,11 @@ def test_empty_and_single_box_results_are_int64_indices() -> None:
     one = torch.tensor([[2.0, 3.0, 9.0, 7.0]])
     keep = batched_nms(one, torch.tensor([0.4]), torch.tensor([3]), iou_threshold=0.5)
     assert keep.tolist() == [0] and keep.dtype == torch.int64
+
+
+def test_class_offset_clears_the_whole_coordinate_span() -> None:
+    # Identical 8 x 8 boxes of two classes: every coordinate of class 1 is shifted by more than the
+    # span of all boxes, so the shifted copy cannot touch the original even diagonally.
+    boxes = torch.tensor([[0.0, 0, 8, 8], [0.0, 0, 8, 8]])
+    keep = batched_nms(boxes, torch.tensor([0.9, 0.8]), torch.tensor([0, 1]), iou_threshold=0.0)
+    assert keep.tolist() == [0, 1]
