@@ -1,6 +1,5 @@
 """Prefect flows: composition and parameters only (no torch, no file I/O of their own).
 
-Empty until the orchestration issue: the library functions the flows will compose are in ``detops``
-(``detops.data``, ``detops.engine``, ``detops.evaluation``, ``detops.export``), and ``detops demo``
-runs the same steps directly today.
+``retrain`` (validate, version, train, deploy, register, promote, report) and ``benchmark`` (the
+deploy stage alone for registry versions; what the ``t4`` pool runs). Deployments: ``prefect.yaml``.
 """

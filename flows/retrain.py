@@ -1,0 +1,62 @@
+"""The ``retrain`` flow: validate -> version -> per variant (bounded): train -> export -> evaluate ->
+profile -> register; TensorRT on the ``t4`` pool when it has a worker; promote; report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from tasks.data import validate_data, version_data
+from tasks.deploy import dispatch_tensorrt, evaluate, export, profile
+from tasks.registry import promote, register, report
+from tasks.train import plan_run, train
+
+DEFAULT_VARIANTS: tuple[str, ...] = ("damo_yolo_t", "rtdetrv2_s")
+CPU_BACKENDS: tuple[str, ...] = ("ort", "openvino")
+MAX_PARALLEL = 2
+"""Variants in flight at once in one flow run (the task runner's threads); the ``train`` tag's
+concurrency limit on the server bounds trainings per worker on top of this. Threads share torch's
+global RNG, so concurrent trainings are not bit-reproducible; a bound of 1 makes them so."""
+
+
+@flow(name="retrain", task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL), log_prints=True)
+def retrain(
+    variants: tuple[str, ...] = DEFAULT_VARIANTS,
+    dataset_root: str | None = None,
+    preset: str = "smoke",
+    epochs: int | None = None,
+    policy: dict[str, Any] | None = None,
+    latency_budget_ms: float | None = None,
+    backends: tuple[str, ...] = CPU_BACKENDS,
+    push: bool = True,
+    tensorrt_pool: str = "t4",
+) -> dict[str, Any]:
+    """Retrain ``variants`` on the dataset at ``dataset_root`` (default ``<project>/data``) under
+    ``preset`` (``smoke``|``full``; ``epochs`` overrides its schedule), deploy, register and promote
+    them under ``policy`` (flat policy fields) with ``latency_budget_ms``; returns the decisions."""
+    checked = validate_data(dataset_root)
+    dataset = version_data(checked["root"], push=push)
+    plans = plan_run.map(variants, preset=preset, epochs=epochs, dataset=unmapped(dataset)).result()
+    runs = train.map(plans).result()
+    artifacts = [export(run) for run in runs]  # one at a time: torch.onnx.export is not thread-safe
+    evaluations = evaluate.map(artifacts, data_root=dataset["root"]).result()
+    onnx = [a["onnx"] for a in artifacts]
+    profiles = {b: profile.map(onnx, backend=b).result() for b in backends}
+    registered = [
+        register(
+            run, artifact=a, evaluation=e, profiles={b: p[i] for b, p in profiles.items()}, data_valid=True
+        )
+        for i, (run, a, e) in enumerate(zip(runs, artifacts, evaluations, strict=True))
+    ]
+    tensorrt = dispatch_tensorrt({r["variant"]: r["version"] for r in registered}, pool=tensorrt_pool)
+    decisions = promote.map(registered, policy=unmapped(policy), latency_budget_ms=latency_budget_ms).result()
+    out = report(decisions, notes=(tensorrt["detail"],))
+    return {
+        "dataset": dataset,
+        "registered": registered,
+        "decisions": decisions,
+        "tensorrt": tensorrt,
+        "report": out,
+    }

@@ -1,0 +1,103 @@
+"""Deploy tasks: export, evaluate the artifact against its checkpoint, profile, dispatch TensorRT."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from tasks.retry import retry_transient
+
+
+@task(name="export-onnx", tags=["deploy"], timeout_seconds=1800)
+def export(run: dict[str, Any]) -> dict[str, Any]:
+    """Export the best checkpoint of ``run`` (``train``'s summary) to ONNX at batch 1 (the CPU
+    latency case); ``{"variant", "onnx", "checkpoint", "max_rel_error"}``."""
+    from detops.deploy.exporting import export_artifact
+
+    report, _ = export_artifact(run["checkpoints"]["best"], batch=1)
+    return {
+        "variant": run["variant"],
+        "onnx": str(report.path),
+        "checkpoint": run["checkpoints"]["best"],
+        "max_rel_error": report.max_rel_error,
+    }
+
+
+@task(name="evaluate-artifact", tags=["deploy"], timeout_seconds=3600)
+def evaluate(artifact: dict[str, Any], *, data_root: str, backend: str = "ort") -> dict[str, Any]:
+    """COCO stats of the exported ``artifact`` on ``backend`` on the val split, with its checkpoint's
+    stats as ``reference`` and the ``delta`` between them (``evaluate_artifact``)."""
+    from detops.deploy.evaluate import evaluate_artifact
+
+    return evaluate_artifact(
+        artifact["onnx"], backend=backend, data_root=data_root, split="val", reference=artifact["checkpoint"]
+    )
+
+
+@task(name="profile", tags=["deploy", "profile"], timeout_seconds=1800)
+def profile(onnx: str, *, backend: str, seconds: float = 1.5) -> dict[str, Any]:
+    """``profile_runner`` of the ONNX file ``onnx`` on ``backend`` at batch 1 (``PROFILE_SCHEMA``)."""
+    from detops.deploy.profile import profile_runner
+    from detops.deploy.runners.base import load_runner
+
+    return profile_runner(
+        load_runner(onnx, backend=backend), artifact=onnx, batch=1, warmup=3, seconds=seconds
+    )
+
+
+@task(name="tensorrt-available", tags=["deploy"])
+def tensorrt_status() -> dict[str, Any]:
+    """Whether this machine can build TensorRT engines: ``{"available", "detail"}``."""
+    from detops.deploy.tensorrt.build import cuda_device, import_tensorrt
+    from detops.errors import DetopsError
+
+    try:
+        trt = import_tensorrt()
+        device = cuda_device()
+    except DetopsError as exc:
+        return {"available": False, "detail": str(exc)}
+    return {"available": True, "detail": f"TensorRT {trt.__version__} on {device}"}
+
+
+@task(name="build-engine", tags=["tensorrt"], timeout_seconds=3 * 3600)
+def build_engine(onnx: str, *, precision: str = "fp16") -> str:
+    """Build ``onnx`` into a TensorRT engine beside it (one build per GPU: tag ``tensorrt``)."""
+    from detops.deploy.tensorrt.build import build_engine as build
+
+    return str(build(onnx, precision=precision).engine)
+
+
+@task(
+    name="dispatch-t4",
+    tags=["tensorrt"],
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=retry_transient,
+    timeout_seconds=4 * 3600,
+)
+def dispatch_tensorrt(
+    versions: dict[str, int], *, pool: str = "t4", deployment: str = "benchmark/benchmark-t4"
+) -> dict[str, Any]:
+    """Run the ``benchmark`` deployment on the ``pool`` work pool for ``versions`` ({variant:
+    registry version}) when that pool has an online worker; otherwise publish a markdown note that
+    TensorRT was skipped. Returns ``{"dispatched": bool, "detail", "flow_run_id"?, "state"?}``."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.deployments import run_deployment
+
+    from tasks.workers import pool_has_worker
+
+    online, detail = pool_has_worker(pool)
+    if not online:
+        note = f"TensorRT build, profile and engine evaluation skipped: {detail}."
+        create_markdown_artifact(key="tensorrt-skipped", markdown=f"**{note}**", description=note)
+        return {"dispatched": False, "detail": note}
+    run = run_deployment(
+        name=deployment, parameters={"versions": versions, "backends": ["tensorrt"]}, timeout=4 * 3600
+    )
+    return {
+        "dispatched": True,
+        "detail": f"flow run {run.id} on pool {pool}",
+        "flow_run_id": str(run.id),
+        "state": run.state.type.value if run.state else None,
+    }

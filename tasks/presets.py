@@ -1,0 +1,65 @@
+"""The ``smoke`` and ``full`` presets of the retrain flow: sizes only, no behaviour."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import models
+from detops.errors import DetopsError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Training and deploy sizes of one preset; ``epochs`` by model family."""
+
+    img_size: int | None
+    batch_size: int
+    workers: int
+    epochs: dict[str, int]
+    profile_seconds: float
+
+
+PRESETS: dict[str, Preset] = {
+    # The demo's sizes: 256 px, a short schedule, data in the main process (2-core machine).
+    "smoke": Preset(
+        img_size=256, batch_size=8, workers=0, epochs={"damo_yolo": 10, "rtdetrv2": 5}, profile_seconds=1.5
+    ),
+    # The published schedules at each variant's own input size.
+    "full": Preset(
+        img_size=None,
+        batch_size=16,
+        workers=4,
+        epochs={"damo_yolo": 300, "rtdetrv2": 72},
+        profile_seconds=10.0,
+    ),
+}
+
+
+def train_config(variant: str, *, preset: str, epochs: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """The resolved training config of ``variant`` under ``preset`` (``epochs`` overrides the
+    preset's); a plain dict of ``fit`` keyword arguments. Raises ``DetopsError`` for an unknown
+    preset or variant, or ``epochs`` below 1."""
+    if preset not in PRESETS:
+        raise DetopsError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if variant not in models.VARIANTS:
+        raise DetopsError(f"variants: unknown variant {variant!r} (see `detops models list`)")
+    if epochs is not None and epochs < 1:
+        raise DetopsError(f"epochs must be at least 1, got {epochs}")
+    p = PRESETS[preset]
+    family = models.get_variant(variant).family
+    return {
+        "variant": variant,
+        "epochs": int(epochs if epochs is not None else p.epochs[family]),
+        "img_size": p.img_size,
+        "batch_size": p.batch_size,
+        "workers": p.workers,
+        "seed": seed,
+    }
+
+
+def preset_dict(preset: str) -> dict[str, Any]:
+    """``asdict`` of a preset (for the flow's report); ``DetopsError`` when unknown."""
+    if preset not in PRESETS:
+        raise DetopsError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    return asdict(PRESETS[preset])

@@ -1,0 +1,180 @@
+"""Registry tasks: register a run (cached on its training key), promote it, publish the report."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from prefect import task
+
+from tasks.caching import register_cache_key
+from tasks.retry import retry_transient
+
+_MLFLOW = {
+    "retries": 3,
+    "retry_delay_seconds": [5, 20, 60],
+    "retry_condition_fn": retry_transient,
+    "timeout_seconds": 1800,
+}
+
+
+@task(
+    name="register",
+    tags=["mlflow"],
+    cache_key_fn=register_cache_key,
+    cache_expiration=timedelta(days=30),
+    persist_result=True,
+    **_MLFLOW,  # type: ignore[arg-type]
+)
+def register(
+    run: dict[str, Any],
+    *,
+    artifact: dict[str, Any],
+    evaluation: dict[str, Any],
+    profiles: dict[str, dict[str, Any]],
+    data_valid: bool,
+) -> dict[str, Any]:
+    """Register ``run`` (``train``'s summary) with the measured deploy results as a new version of
+    ``detops-<variant>``; ``{"variant", "model", "version", "run_id"}``. Cached on the run's training
+    key, so a rerun of unchanged training adds no second version."""
+    from detops.registry.register import register_run
+    from detops.settings import get_settings
+
+    reg = register_run(
+        run["run_dir"],
+        settings=get_settings(),
+        deployed={
+            "onnx": artifact["onnx"],
+            "evaluation": evaluation,
+            "profiles": profiles,
+            "max_rel_error": artifact["max_rel_error"],
+        },
+        data_valid=data_valid,
+    )
+    return {"variant": run["variant"], "model": reg.model, "version": reg.version, "run_id": reg.run_id}
+
+
+@task(name="promote", tags=["mlflow"], **_MLFLOW)  # type: ignore[arg-type]
+def promote(
+    registered: dict[str, Any],
+    *,
+    policy: dict[str, Any] | None = None,
+    latency_budget_ms: float | None = None,
+) -> dict[str, Any]:
+    """Judge ``registered``'s version under ``policy`` (flat ``Policy`` fields over the built-in
+    defaults; ``latency_budget_ms`` overrides the policy's) and move ``champion`` to it when every
+    gate passes; ``{"model", "version", "decision", "champion", "gates"}``."""
+    from detops.registry.client import RegistryClient
+    from detops.registry.policy import policy_from_dict
+    from detops.registry.promote import promote as promote_version
+    from detops.settings import get_settings
+
+    client = RegistryClient(tracking_uri=get_settings().mlflow_tracking_uri)
+    decision = promote_version(
+        registered["variant"],
+        policy=policy_from_dict(
+            {
+                **(policy or {}),
+                **({} if latency_budget_ms is None else {"latency_budget_ms": latency_budget_ms}),
+            },
+            source="flow parameter 'policy'",
+        ),
+        version=registered["version"],
+        client=client,
+    )
+    return {
+        "model": decision.model,
+        "version": decision.version,
+        "decision": decision.decision,
+        "champion": decision.champion,
+        "gates": [{"gate": g.name, "passed": g.passed, "detail": g.detail} for g in decision.gates],
+    }
+
+
+@task(name="report", tags=["mlflow"], **_MLFLOW)  # type: ignore[arg-type]
+def report(decisions: list[dict[str, Any]], *, notes: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Write the comparison report (logged to MLflow), and publish it with the promotion decisions as
+    the ``comparison-report`` markdown and ``promotions`` table artifacts; ``write_report``'s dict."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from detops.registry.client import RegistryClient
+    from detops.registry.report import write_report
+    from detops.settings import get_settings
+
+    settings = get_settings()
+    client = RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
+    out = write_report(settings.home / "report", client=client)
+    extra = "".join(f"\n\n> {n}" for n in notes)
+    create_markdown_artifact(
+        key="comparison-report",
+        markdown=f"# Comparison report\n\n{out['markdown']}{extra}\n\nOpen the MLflow UI with `detops ui`.",
+        description="Registry champions beside the published figures",
+    )
+    create_table_artifact(
+        key="promotions",
+        table=[
+            {
+                "model": d["model"],
+                "version": d["version"],
+                "decision": d["decision"],
+                "champion": d["champion"],
+                "failed gates": ", ".join(g["gate"] for g in d["gates"] if not g["passed"]) or "-",
+            }
+            for d in decisions
+        ],
+        description="Promotion decisions of this flow run",
+    )
+    return out
+
+
+@task(name="fetch-version", tags=["mlflow"], **_MLFLOW)  # type: ignore[arg-type]
+def fetch_version(variant: str, version: int) -> dict[str, Any]:
+    """The ONNX file of registry version ``version`` of ``detops-<variant>`` (downloaded and cached
+    under home); ``{"variant", "version", "onnx"}``."""
+    from detops.registry.client import model_name
+    from detops.registry.uri import resolve_model_uri
+
+    onnx = resolve_model_uri(f"models:/{model_name(variant)}/{int(version)}", want="onnx")
+    return {"variant": variant, "version": int(version), "onnx": str(onnx)}
+
+
+@task(name="record-benchmark", tags=["mlflow"], **_MLFLOW)  # type: ignore[arg-type]
+def record_benchmark(
+    fetched: list[dict[str, Any]],
+    profiles: dict[str, list[dict[str, Any]]],
+    *,
+    unavailable: dict[str, str],
+) -> list[dict[str, Any]]:
+    """Tag each version with its median latency per profiled backend and publish the ``benchmark``
+    table and markdown artifacts; ``unavailable`` ({backend: why}) is reported as such. Returns the
+    table rows (``variant``, ``version``, ``backend``, ``median_ms`` or ``None``, ``status``)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from detops.registry import tags as T
+    from detops.registry.client import RegistryClient, model_name
+    from detops.settings import get_settings
+
+    client = RegistryClient(tracking_uri=get_settings().mlflow_tracking_uri)
+    rows: list[dict[str, Any]] = []
+    for i, item in enumerate(fetched):
+        for backend, per_version in profiles.items():
+            ms = float(per_version[i]["model"]["median_ms"])
+            client.set_version_tags(
+                model_name(item["variant"]), item["version"], {T.latency_tag(backend): T.fmt_float(ms)}
+            )
+            rows.append({**_row(item), "backend": backend, "median_ms": ms, "status": "measured"})
+        for backend, why in unavailable.items():
+            rows.append(
+                {**_row(item), "backend": backend, "median_ms": None, "status": f"unavailable: {why}"}
+            )
+    create_table_artifact(key="benchmark", table=rows, description="Median model latency at batch 1")
+    lines = [f"- {backend}: unavailable ({why})" for backend, why in unavailable.items()]
+    create_markdown_artifact(
+        key="benchmark-notes",
+        markdown="# Benchmark\n\n" + ("\n".join(lines) if lines else "Every requested backend ran."),
+    )
+    return rows
+
+
+def _row(item: dict[str, Any]) -> dict[str, Any]:
+    return {"variant": item["variant"], "version": item["version"]}

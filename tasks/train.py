@@ -1,0 +1,68 @@
+"""Training tasks: plan a run (config + cache key + run directory), then train it (cached, resumable)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from prefect import task
+
+from tasks.caching import code_digest, run_key, train_cache_key
+
+
+@task(name="plan-run", tags=["plan"])
+def plan_run(
+    variant: str, *, preset: str, epochs: int | None, dataset: dict[str, Any], seed: int = 0
+) -> dict[str, Any]:
+    """The run of ``variant`` on the versioned ``dataset`` (``version_data``'s dict): ``{"variant",
+    "config" (fit kwargs), "key" (dataset version + config + digest of the detops and models
+    sources), "run_dir", "data_root"}``.
+    The run directory is derived from the key, so a retried or repeated run finds its checkpoints."""
+    from pathlib import Path
+
+    import detops
+    import models
+    from detops.settings import get_settings
+    from tasks.presets import train_config
+
+    config = train_config(variant, preset=preset, epochs=epochs, seed=seed)
+    code = code_digest(Path(detops.__file__).parent, Path(models.__file__).parent)
+    key = run_key(dataset_md5=dataset["md5"], config=config, code=code)
+    home = get_settings().home
+    return {
+        "variant": variant,
+        "config": config,
+        "key": key,
+        "run_dir": str(home / "runs" / f"retrain-{variant}-{key[:12]}"),
+        "data_root": dataset["root"],
+    }
+
+
+@task(
+    name="train",
+    tags=["train"],
+    cache_key_fn=train_cache_key,
+    cache_expiration=timedelta(days=30),
+    persist_result=True,
+    retries=1,
+    retry_delay_seconds=10,
+    timeout_seconds=6 * 3600,
+)
+def train(plan: dict[str, Any]) -> dict[str, Any]:
+    """Train ``plan`` (``plan_run``'s dict) and return ``fit``'s summary plus ``key``.
+
+    Cached on the plan's key: an unchanged rerun returns the stored summary and trains nothing. A
+    run directory that already holds a ``last.pt`` (a killed worker, a retry) is resumed from it
+    rather than started again."""
+    from pathlib import Path
+
+    from detops.engine.fit import fit, resume
+
+    config = dict(plan["config"])
+    resumed = (Path(plan["run_dir"]) / "last.pt").is_file()
+    if resumed:
+        summary = resume(plan["run_dir"], epochs=config["epochs"])
+    else:
+        variant = config.pop("variant")
+        summary = fit(variant, data_root=plan["data_root"], out_dir=plan["run_dir"], **config)
+    return {**summary, "key": plan["key"], "resumed": resumed}

@@ -1,0 +1,158 @@
+"""Fast checks of the task layer: which failures retry, cache keys, presets (``.fn`` level, no server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detops.errors import DetopsError
+from tasks import caching, presets, retry
+
+
+class ConnectionError_(Exception):
+    """Stands in for a third-party class of that name."""
+
+
+ConnectionError_.__name__ = "ConnectionError"
+
+
+class RestException(Exception):
+    """MLflow's REST error carries an ``error_code``."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.error_code = code
+
+
+def _wrapped(inner: BaseException, outer: BaseException) -> BaseException:
+    try:
+        try:
+            raise inner
+        except BaseException as exc:
+            raise outer from exc
+    except BaseException as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (ConnectionRefusedError("down"), True),
+        (TimeoutError("slow"), True),
+        (ConnectionError_("reset"), True),
+        (RestException("TEMPORARILY_UNAVAILABLE"), True),
+        (RestException("RESOURCE_DOES_NOT_EXIST"), False),
+        (ValueError("bad value"), False),
+        (DetopsError("data/annotations: field bbox: value -1"), False),
+        (_wrapped(ConnectionRefusedError("down"), RuntimeError("push failed")), True),
+        # the library already judged it final: bad data is never retried, whatever it wraps
+        (_wrapped(ConnectionRefusedError("down"), DetopsError("dvc push: refused")), False),
+        (None, False),
+    ],
+)
+def test_is_transient(exc: BaseException | None, expected: bool) -> None:
+    assert retry.is_transient(exc) is expected
+
+
+class _State:
+    def __init__(self, exc: BaseException | None) -> None:
+        self.exc = exc
+
+    def result(self) -> Any:
+        if self.exc is not None:
+            raise self.exc
+        return 1
+
+
+def test_retry_condition_reads_the_failed_states_exception() -> None:
+    assert retry.retry_transient(None, None, _State(TimeoutError("slow"))) is True
+    assert retry.retry_transient(None, None, _State(DetopsError("bad data"))) is False
+    assert retry.retry_transient(None, None, _State(None)) is False
+
+
+def test_the_real_tasks_use_the_retry_condition() -> None:
+    from tasks.data import validate_data, version_data
+    from tasks.registry import promote, register
+
+    for t in (version_data, register, promote):
+        assert t.retries >= 1 and t.retry_condition_fn is retry.retry_transient
+    assert validate_data.retries == 0  # bad data: never retried
+
+
+def test_run_key_changes_with_each_input() -> None:
+    base = {"dataset_md5": "abc", "config": {"variant": "damo_yolo_t", "epochs": 3}, "code": "c1"}
+    key = caching.run_key(**base)  # type: ignore[arg-type]
+    assert key == caching.run_key(**base)  # type: ignore[arg-type]
+    assert caching.run_key(**{**base, "config": {"epochs": 3, "variant": "damo_yolo_t"}}) == key  # type: ignore[arg-type]
+    for change in (
+        {"dataset_md5": "abd"},
+        {"config": {"variant": "damo_yolo_t", "epochs": 4}},
+        {"code": "c2"},
+    ):
+        assert caching.run_key(**{**base, **change}) != key  # type: ignore[arg-type]
+
+
+def test_cache_key_fns_key_on_the_training_key() -> None:
+    assert caching.train_cache_key(None, {"plan": {"key": "k1"}}) == "train-k1"
+    assert caching.register_cache_key(None, {"run": {"key": "k1"}, "artifact": {}}) == "register-k1"
+    assert caching.train_cache_key(None, {"plan": {"key": "k2"}}) != caching.train_cache_key(
+        None, {"plan": {"key": "k1"}}
+    )
+
+
+def test_code_digest_sees_code_not_other_files(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    first = caching.code_digest(pkg)
+    (pkg / "README.md").write_text("docs\n")
+    assert caching.code_digest(pkg) == first
+    (pkg / "a.py").write_text("x = 2\n")
+    assert caching.code_digest(pkg) != first
+    (pkg / "a.py").write_text("x = 1\n")
+    (pkg / "b.py").write_text("")
+    assert caching.code_digest(pkg) != first
+
+
+def test_presets_resolve_per_family() -> None:
+    damo = presets.train_config("damo_yolo_t", preset="smoke")
+    detr = presets.train_config("rtdetrv2_s", preset="smoke")
+    assert damo["epochs"] == presets.PRESETS["smoke"].epochs["damo_yolo"]
+    assert detr["epochs"] == presets.PRESETS["smoke"].epochs["rtdetrv2"]
+    assert presets.train_config("rtdetrv2_s", preset="smoke", epochs=2)["epochs"] == 2
+    assert presets.train_config("rtdetrv2_s", preset="full")["img_size"] is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"variant": "damo_yolo_t", "preset": "quick"}, "'quick'"),
+        ({"variant": "yolo_v99", "preset": "smoke"}, "'yolo_v99'"),
+        ({"variant": "damo_yolo_t", "preset": "smoke", "epochs": 0}, "epochs must be at least 1, got 0"),
+    ],
+)
+def test_presets_refuse_bad_parameters(kwargs: dict[str, Any], needle: str) -> None:
+    with pytest.raises(DetopsError, match=needle.replace("(", r"\(")):
+        presets.train_config(**kwargs)
+
+
+def test_plan_run_derives_the_run_directory_from_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detops.settings import get_settings
+    from tasks.train import plan_run
+
+    monkeypatch.setenv("DETOPS_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    try:
+        dataset = {"md5": "d1", "root": str(tmp_path / "data")}
+        a = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset=dataset)
+        b = plan_run.fn("damo_yolo_t", preset="smoke", epochs=2, dataset=dataset)
+        c = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset={**dataset, "md5": "d2"})
+    finally:
+        get_settings.cache_clear()
+    assert len({a["key"], b["key"], c["key"]}) == 3
+    assert Path(a["run_dir"]).parent == tmp_path / "home" / "runs"
+    assert a["key"][:12] in a["run_dir"] and a["config"]["epochs"] == 1 and a["data_root"] == dataset["root"]
