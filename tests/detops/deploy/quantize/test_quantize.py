@@ -41,7 +41,8 @@ def _raw(path: Path, backend: str, images: list[np.ndarray]) -> dict[str, np.nda
 
 def _check_close(family: str, ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> None:
     """int8 outputs close to fp32's: box coordinates within 5% of their spread, scores within 0.05
-    (RT-DETRv2: the sorted per-image scores, since its top-k may swap near-equal queries)."""
+    (RT-DETRv2: the sorted per-image scores, since its top-k may swap near-equal queries, on
+    average within 10% of their size)."""
     if family == "damo_yolo":
         spread = float(np.ptp(ref["boxes"]))
         assert np.abs(got["boxes"] - ref["boxes"]).max() <= 0.05 * spread
@@ -49,7 +50,7 @@ def _check_close(family: str, ref: dict[str, np.ndarray], got: dict[str, np.ndar
     else:
         a, b = np.sort(ref["scores"], axis=1), np.sort(got["scores"], axis=1)
         assert np.abs(a - b).max() <= 0.05
-        assert np.abs(a - b).mean() <= 0.1 * float(np.ptp(a)) + 1e-4
+        assert np.abs(a - b).mean() <= 0.1 * float(np.abs(a).mean()) + 1e-4
 
 
 @pytest.mark.parametrize(("variant", "size"), [("damo_yolo_tiny", 64), ("rtdetrv2_tiny", 64)])
