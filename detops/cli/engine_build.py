@@ -8,7 +8,7 @@ import typer
 
 from detops.errors import DetopsError
 
-app = typer.Typer(help="TensorRT engines (needs an NVIDIA GPU and `pip install 'detops[trt]'`).")
+app = typer.Typer(help="TensorRT 10 engines (needs an NVIDIA GPU and the optional extra trt of detops).")
 
 
 @app.command("build")
