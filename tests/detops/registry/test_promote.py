@@ -270,3 +270,43 @@ def test_lock_excludes_and_breaks_when_stale(client: RegistryClient, mlflow_serv
         with other.lock(name, timeout=5, stale_after=0.0):
             assert client.model_exists(f"lock--{name}")
     assert not client.model_exists(f"lock--{name}")
+
+
+def test_cli_promote_rollback_and_select(
+    client: RegistryClient,
+    source_run: str,
+    mlflow_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    tmp_path: Any,
+) -> None:
+    import json
+
+    from detops.cli import main
+    from detops.settings import get_settings
+
+    monkeypatch.setenv("DETOPS_MLFLOW_TRACKING_URI", mlflow_server.url)
+    monkeypatch.setenv("DETOPS_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    try:
+        variant = _variant()
+        v1 = _add(client, source_run, variant, artifact_map=0.30, latency=10.0)
+        assert main(["promote", variant]) == 0
+        v2 = _add(client, source_run, variant, artifact_map=0.35, latency=20.0)
+        policy = tmp_path / "strict.yaml"
+        policy.write_text("latency_budget_ms: 15\n")
+        capsys.readouterr()
+        assert main(["promote", variant, "--policy", str(policy), "--json"]) == 1  # too slow for 15 ms
+        captured = capsys.readouterr().out
+        out = json.loads(captured[captured.index("{") :])
+        assert out["decision"] == "rejected" and out["champion"] == v1
+        assert main(["promote", variant, "--version", str(v2)]) == 0
+        capsys.readouterr()
+        assert main(["select", "--latency-budget-ms", "1e9", "--backend", "ort", "--json"]) == 0
+        captured = capsys.readouterr().out
+        chosen = json.loads(captured[captured.index("{") :])
+        assert any(p["name"] == model_name(variant) and p["version"] == v2 for p in chosen["champions"])
+        assert main(["promote", variant, "--rollback"]) == 0
+        assert _aliases(client, variant)[0] == v1
+    finally:
+        get_settings.cache_clear()
