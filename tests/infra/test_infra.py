@@ -207,3 +207,91 @@ def test_docker_compose_config(tmp_path: Path) -> None:
         ["docker", "compose", "-f", str(INFRA / "compose.yaml"), "--env-file", str(env), "config", "-q"],
         check=True,
     )
+
+
+# Work-pool base job templates (infra/prefect/*.json): each "{{ var }}" placeholder is filled from the
+# template's own variable defaults, as a worker does for a flow run that overrides nothing.
+_PLACEHOLDER = re.compile(r"^\{\{\s*(\w+)\s*\}\}$")
+
+
+def _fill(node: Any, values: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        return {k: _fill(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fill(v, values) for v in node]
+    if isinstance(node, str) and (m := _PLACEHOLDER.match(node)):
+        return values[m.group(1)]
+    if isinstance(node, str):  # a placeholder inside text ("{{ name }}-") is filled as text
+        return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: str(values[m.group(1)]), node)
+    return node
+
+
+def _pool_template(name: str) -> dict[str, Any]:
+    return json.loads((INFRA / "prefect" / name).read_text())
+
+
+def _t4_job(template: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    props = template["variables"]["properties"]
+    values = {k: v.get("default") for k, v in props.items()} | overrides
+    # what the Kubernetes worker hands the manifest: a name, env as a list, the command as args
+    values |= {"name": "retrain-run", "labels": {"prefect.io/flow-run-id": "x"}, "env": [], "command": []}
+    return _fill(template["job_configuration"]["job_manifest"], values)
+
+
+def test_t4_kubernetes_template_is_a_valid_gpu_job() -> None:
+    import kubernetes_validate
+
+    template = _pool_template("t4-kubernetes.json")
+    job = _t4_job(template)
+    try:
+        kubernetes_validate.validate(job, "1.30.0", strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"t4-kubernetes.json job_manifest: {exc.message}")
+    assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "detops-gpu:latest"
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == 1
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "t4" in " ".join(pod["nodeSelector"].values()).lower()
+    # the settings the worker Deployments read (infra/k8s/config.yaml) reach the flow runs too
+    refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    config_maps = {d["metadata"]["name"] for _, d in _k8s_documents() if d["kind"] == "ConfigMap"}
+    assert refs & config_maps and "detops-secrets" in refs
+
+
+def test_t4_template_check_rejects_a_bad_job() -> None:
+    import kubernetes_validate
+
+    template = _pool_template("t4-kubernetes.json")
+    spec = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+    spec["nodeSelektor"] = spec.pop("nodeSelector")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(_t4_job(template), "1.30.0", strict=True)
+    with pytest.raises(kubernetes_validate.ValidationError):  # a GPU count that is not a quantity
+        kubernetes_validate.validate(
+            _t4_job(_pool_template("t4-kubernetes.json"), gpus=[1]), "1.30.0", strict=True
+        )
+
+
+@pytest.mark.parametrize("name", ["cpu-process.json", "t4-kubernetes.json", "t4-docker.json"])
+def test_pool_templates_fill_every_placeholder_from_their_variables(name: str) -> None:
+    import jsonschema
+
+    template = _pool_template(name)
+    variables = template["variables"]
+    jsonschema.Draft202012Validator.check_schema(variables)
+    props = variables["properties"]
+    for key, prop in props.items():
+        assert "description" in prop, f"{name}: variable {key} has no description"
+    defaults = {k: v.get("default") for k, v in props.items()}
+    _fill(template["job_configuration"], defaults)  # KeyError names a placeholder with no variable
+
+
+def test_t4_docker_template_requests_one_gpu() -> None:
+    template = _pool_template("t4-docker.json")
+    props = template["variables"]["properties"]
+    assert props["image"]["default"] == "detops-gpu:latest"
+    job = _fill(template["job_configuration"], {k: v.get("default") for k, v in props.items()})
+    (request,) = job["container_create_kwargs"]["device_requests"]
+    assert request["Count"] == 1 and request["Capabilities"] == [["gpu"]]
