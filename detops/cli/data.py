@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from detops.cli import _events
 from detops.errors import DetopsError
 
 if TYPE_CHECKING:
@@ -134,6 +135,13 @@ def version(
     print(f"dataset version: {result.md5} ({result.files} files, {result.dvc_file})")
     if push:
         print(f"pushed {result.pushed} file(s) to {settings.dvc_remote} remote {result.remote}")
+        _events.emit_dataset_versioned(
+            md5=result.md5,
+            files=result.files,
+            remote=result.remote,
+            root=str(root.resolve()),
+            api_url=settings.prefect_api_url,
+        )
     console.print(f"commit it: git add {result.dvc_file.name} && git commit -m 'data: {result.md5[:8]}'")
 
 
