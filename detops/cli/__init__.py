@@ -13,7 +13,19 @@ import traceback
 
 import typer
 
-from detops.cli import data, demo, deploy, engine, engine_build, models, quantize, registry, tracking, weights
+from detops.cli import (
+    data,
+    demo,
+    deploy,
+    engine,
+    engine_build,
+    models,
+    orchestrate,
+    quantize,
+    registry,
+    tracking,
+    weights,
+)
 from detops.errors import DetopsError, worker_message
 
 app = typer.Typer(
@@ -33,6 +45,7 @@ quantize.register(app)
 tracking.register(app)
 registry.register(app)
 demo.register(app)
+orchestrate.register(app)
 
 _DEBUG_HINT = "rerun with `detops --debug ...` (or DETOPS_DEBUG=1) for the traceback"
 _debug = {"on": False}

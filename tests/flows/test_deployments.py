@@ -58,3 +58,22 @@ def test_the_trigger_matches_the_event_the_cli_emits() -> None:
 def test_no_event_without_a_prefect_api(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert _events.emit_dataset_versioned(md5="m", files=1, remote=None, root="/d", api_url="") is False
+
+
+def test_detops_deploy_creates_both_pools_with_their_templates() -> None:
+    from detops.cli.orchestrate import pool_commands
+
+    cpu, t4 = pool_commands(t4_type="kubernetes")
+    assert cpu[:5] == ["work-pool", "create", "cpu", "--type", "process"]
+    assert t4[:5] == ["work-pool", "create", "t4", "--type", "kubernetes"]
+    for cmd in (cpu, t4):
+        assert (REPO / cmd[cmd.index("--base-job-template") + 1]).is_file()
+    assert t4[t4.index("--base-job-template") + 1].endswith("t4-kubernetes.json")
+    (_, process_t4) = pool_commands(t4_type="process")
+    assert "--base-job-template" not in process_t4  # a test pool on one machine: Prefect's defaults
+
+
+def test_detops_deploy_refuses_an_unknown_pool_type() -> None:
+    from detops.cli import main
+
+    assert main(["deploy", "--t4-type", "slurm"]) == 2
