@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from detops.errors import DetopsError
+from detops.tracking.runs import get_or_create_experiment, local_artifact_root
 
 MODEL_PREFIX = "detops-"
 LOCK_PREFIX = "lock--"
@@ -103,11 +104,17 @@ class RegistryClient:
     def __init__(self, *, tracking_uri: str | None = None) -> None:
         from mlflow import MlflowClient
 
-        if tracking_uri is None:
-            from detops.settings import get_settings
+        from detops.settings import get_settings
 
-            tracking_uri = get_settings().mlflow_tracking_uri
+        settings = get_settings()
+        if tracking_uri is None:
+            tracking_uri = settings.mlflow_tracking_uri
         self.tracking_uri = tracking_uri
+        # On a local store, experiments this client creates keep artifacts under <home>/mlartifacts
+        # (as training runs do), never in the working directory.
+        self._artifact_location = local_artifact_root(
+            settings.model_copy(update={"mlflow_tracking_uri": tracking_uri})
+        )
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     # -- models and versions ---------------------------------------------------------------------
@@ -233,19 +240,10 @@ class RegistryClient:
     # -- audit -----------------------------------------------------------------------------------
 
     def _audit_experiment(self) -> str:
-        from mlflow.exceptions import MlflowException
 
-        exp = self._client.get_experiment_by_name(AUDIT_EXPERIMENT)
-        if exp is not None:
-            return str(exp.experiment_id)
-        try:
-            return str(self._client.create_experiment(AUDIT_EXPERIMENT))
-        except MlflowException as exc:  # created concurrently
-            if not _is_code(exc, "RESOURCE_ALREADY_EXISTS"):
-                raise
-            exp = self._client.get_experiment_by_name(AUDIT_EXPERIMENT)
-            assert exp is not None
-            return str(exp.experiment_id)
+        return get_or_create_experiment(
+            self._client, AUDIT_EXPERIMENT, artifact_location=self._artifact_location
+        )
 
     def write_audit(self, record: dict[str, Any]) -> str:
         """Store one audit record as a run of ``detops-audit`` (summary tags + ``audit.json``).
@@ -405,20 +403,8 @@ class RegistryClient:
 
     def create_run(self, *, experiment: str, run_name: str, tags: dict[str, str]) -> str:
         """A new run in ``experiment`` (created when missing); returns its id (left running)."""
-        from mlflow.exceptions import MlflowException
 
-        exp = self._client.get_experiment_by_name(experiment)
-        if exp is None:
-            try:
-                exp_id = self._client.create_experiment(experiment)
-            except MlflowException as exc:
-                if not _is_code(exc, "RESOURCE_ALREADY_EXISTS"):
-                    raise
-                got = self._client.get_experiment_by_name(experiment)
-                assert got is not None
-                exp_id = got.experiment_id
-        else:
-            exp_id = exp.experiment_id
+        exp_id = get_or_create_experiment(self._client, experiment, artifact_location=self._artifact_location)
         return str(self._client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id)
 
     @property

@@ -66,26 +66,34 @@ def local_artifact_root(settings: Settings) -> str | None:
     return (Path(settings.home) / "mlartifacts").resolve().as_uri()
 
 
+def get_or_create_experiment(client: Any, name: str, *, artifact_location: str | None) -> str:
+    """The id of experiment ``name`` through ``client`` (an ``MlflowClient``), created with
+    ``artifact_location`` when missing; safe against another process creating it concurrently."""
+    from mlflow.exceptions import MlflowException
+
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name, artifact_location=artifact_location))
+    except MlflowException:
+        # Another process created it between the lookup and the create.
+        again = client.get_experiment_by_name(name)
+        if again is None:
+            raise
+        return str(again.experiment_id)
+
+
 def ensure_experiment(name: str, *, settings: Settings | None = None) -> str:
     """The id of experiment ``name`` on the settings' store, created when missing (on a local store
     with its artifacts under ``<home>/mlartifacts`` rather than the working directory)."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     settings = settings or get_settings()
     with tracking_env(settings) as uri:
-        client = MlflowClient(tracking_uri=uri)
-        found = client.get_experiment_by_name(name)
-        if found is not None:
-            return str(found.experiment_id)
-        try:
-            return str(client.create_experiment(name, artifact_location=local_artifact_root(settings)))
-        except MlflowException:
-            # Another process created it between the lookup and the create.
-            again = client.get_experiment_by_name(name)
-            if again is None:
-                raise
-            return str(again.experiment_id)
+        return get_or_create_experiment(
+            MlflowClient(tracking_uri=uri), name, artifact_location=local_artifact_root(settings)
+        )
 
 
 def metric_key(name: str) -> str:
