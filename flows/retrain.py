@@ -27,6 +27,7 @@ def retrain(
     dataset_root: str | None = None,
     preset: str = "smoke",
     epochs: int | None = None,
+    img_size: int | None = None,
     policy: dict[str, Any] | None = None,
     latency_budget_ms: float | None = None,
     backends: tuple[str, ...] = CPU_BACKENDS,
@@ -34,11 +35,13 @@ def retrain(
     tensorrt_pool: str = "t4",
 ) -> dict[str, Any]:
     """Retrain ``variants`` on the dataset at ``dataset_root`` (default ``<project>/data``) under
-    ``preset`` (``smoke``|``full``; ``epochs`` overrides its schedule), deploy, register and promote
+    ``preset`` (``smoke``|``full``; ``epochs`` and ``img_size`` override it), deploy, register and promote
     them under ``policy`` (flat policy fields) with ``latency_budget_ms``; returns the decisions."""
     checked = validate_data(dataset_root)
     dataset = version_data(checked["root"], push=push)
-    plans = plan_run.map(variants, preset=preset, epochs=epochs, dataset=unmapped(dataset)).result()
+    plans = plan_run.map(
+        variants, preset=preset, epochs=epochs, img_size=img_size, dataset=unmapped(dataset)
+    ).result()
     runs = train.map(plans).result()
     artifacts = [export(run) for run in runs]  # one at a time: torch.onnx.export is not thread-safe
     evaluations = evaluate.map(artifacts, data_root=dataset["root"]).result()

@@ -36,10 +36,12 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def train_config(variant: str, *, preset: str, epochs: int | None = None, seed: int = 0) -> dict[str, Any]:
-    """The resolved training config of ``variant`` under ``preset`` (``epochs`` overrides the
-    preset's); a plain dict of ``fit`` keyword arguments. Raises ``DetopsError`` for an unknown
-    preset or variant, or ``epochs`` below 1."""
+def train_config(
+    variant: str, *, preset: str, epochs: int | None = None, img_size: int | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """The resolved training config of ``variant`` under ``preset`` (``epochs`` and ``img_size``
+    override the preset's); a plain dict of ``fit`` keyword arguments. Raises ``DetopsError`` for an
+    unknown preset or variant, or ``epochs`` below 1."""
     if preset not in PRESETS:
         raise DetopsError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     if variant not in models.VARIANTS:
@@ -51,7 +53,7 @@ def train_config(variant: str, *, preset: str, epochs: int | None = None, seed: 
     return {
         "variant": variant,
         "epochs": int(epochs if epochs is not None else p.epochs[family]),
-        "img_size": p.img_size,
+        "img_size": img_size if img_size is not None else p.img_size,
         "batch_size": p.batch_size,
         "workers": p.workers,
         "seed": seed,

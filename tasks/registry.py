@@ -10,6 +10,9 @@ from prefect import task
 from tasks.caching import register_cache_key
 from tasks.retry import retry_transient
 
+TAGGED_BACKENDS: tuple[str, ...] = ("tensorrt",)
+"""Backends whose benchmark latency is written onto the registry version."""
+
 _MLFLOW = {
     "retries": 3,
     "retry_delay_seconds": [5, 20, 60],
@@ -145,9 +148,10 @@ def record_benchmark(
     *,
     unavailable: dict[str, str],
 ) -> list[dict[str, Any]]:
-    """Tag each version with its median latency per profiled backend and publish the ``benchmark``
-    table and markdown artifacts; ``unavailable`` ({backend: why}) is reported as such. Returns the
-    table rows (``variant``, ``version``, ``backend``, ``median_ms`` or ``None``, ``status``)."""
+    """Publish the ``benchmark`` table and markdown artifacts and tag each version with its TensorRT
+    latency (CPU figures stay those measured at registration, on the machine the gates were judged
+    for); ``unavailable`` ({backend: why}) is reported as such. Returns the table rows (``variant``,
+    ``version``, ``backend``, ``median_ms`` or ``None``, ``status``)."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from detops.registry import tags as T
@@ -159,9 +163,10 @@ def record_benchmark(
     for i, item in enumerate(fetched):
         for backend, per_version in profiles.items():
             ms = float(per_version[i]["model"]["median_ms"])
-            client.set_version_tags(
-                model_name(item["variant"]), item["version"], {T.latency_tag(backend): T.fmt_float(ms)}
-            )
+            if backend in TAGGED_BACKENDS:
+                client.set_version_tags(
+                    model_name(item["variant"]), item["version"], {T.latency_tag(backend): T.fmt_float(ms)}
+                )
             rows.append({**_row(item), "backend": backend, "median_ms": ms, "status": "measured"})
         for backend, why in unavailable.items():
             rows.append(

@@ -12,11 +12,18 @@ from tasks.caching import code_digest, run_key, train_cache_key
 
 @task(name="plan-run", tags=["plan"])
 def plan_run(
-    variant: str, *, preset: str, epochs: int | None, dataset: dict[str, Any], seed: int = 0
+    variant: str,
+    *,
+    preset: str,
+    epochs: int | None,
+    dataset: dict[str, Any],
+    img_size: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The run of ``variant`` on the versioned ``dataset`` (``version_data``'s dict): ``{"variant",
     "config" (fit kwargs), "key" (dataset version + config + digest of the detops and models
-    sources), "run_dir", "data_root"}``.
+    sources + home and tracking store), "run_dir", "data_root"}``. ``img_size`` overrides the
+    preset's input size.
     The run directory is derived from the key, so a retried or repeated run finds its checkpoints."""
     from pathlib import Path
 
@@ -25,10 +32,14 @@ def plan_run(
     from detops.settings import get_settings
     from tasks.presets import train_config
 
-    config = train_config(variant, preset=preset, epochs=epochs, seed=seed)
+    config = train_config(variant, preset=preset, epochs=epochs, img_size=img_size, seed=seed)
     code = code_digest(Path(detops.__file__).parent, Path(models.__file__).parent)
-    key = run_key(dataset_md5=dataset["md5"], config=config, code=code)
-    home = get_settings().home
+    settings = get_settings()
+    home = settings.home
+    # where the run and its registration live belong to the key too: another clone or registry
+    # must not be handed this one's cached run directory or model version
+    where = {"home": str(Path(home).resolve()), "tracking": settings.mlflow_tracking_uri}
+    key = run_key(dataset_md5=dataset["md5"], config={**config, **where}, code=code)
     return {
         "variant": variant,
         "config": config,

@@ -151,8 +151,11 @@ def test_plan_run_derives_the_run_directory_from_the_key(
         a = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset=dataset)
         b = plan_run.fn("damo_yolo_t", preset="smoke", epochs=2, dataset=dataset)
         c = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset={**dataset, "md5": "d2"})
+        monkeypatch.setenv("DETOPS_HOME", str(tmp_path / "other-clone"))
+        get_settings.cache_clear()
+        d = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset=dataset)
     finally:
         get_settings.cache_clear()
-    assert len({a["key"], b["key"], c["key"]}) == 3
+    assert len({a["key"], b["key"], c["key"], d["key"]}) == 4  # another clone never shares a cached run
     assert Path(a["run_dir"]).parent == tmp_path / "home" / "runs"
     assert a["key"][:12] in a["run_dir"] and a["config"]["epochs"] == 1 and a["data_root"] == dataset["root"]

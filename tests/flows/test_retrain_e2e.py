@@ -1,0 +1,320 @@
+"""End to end through Prefect (slow): a real ``prefect server``, real process workers for the ``cpu``
+and ``t4`` pools, a real MLflow server; the deployments of ``prefect.yaml`` registered with
+``prefect deploy --all``; the retrain flow triggered through the API with the smoke preset on tiny
+variants; the t4 dispatch, the cache on an unchanged rerun, invalid data and the event trigger."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import servers
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+VARIANTS = ["damo_yolo_tiny", "rtdetrv2_tiny"]
+RUN_TIMEOUT = 1800.0
+
+
+@dataclass
+class Platform:
+    """The running platform: ``api`` (PREFECT_API_URL), ``env`` (what workers and CLIs see), the
+    project directory (git + DVC, data in ``project/data``) and the MLflow URL."""
+
+    api: str
+    env: dict[str, str]
+    project: Path
+    mlflow: str
+    logs: Path
+
+
+def _prefect(env: dict[str, str], *args: str, timeout: float = 300) -> str:
+    cmd = [sys.executable, "-m", "prefect", "--no-prompt", *args]
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"prefect {' '.join(args)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out.stdout
+
+
+def _start(cmd: list[str], *, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+@pytest.fixture(scope="module")
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_server: servers.MlflowServer
+) -> Iterator[Platform]:
+    from detops.data.synth import synthesize
+
+    base = tmp_path_factory.mktemp("prefect-e2e")
+    project = base / "project"
+    project.mkdir()
+    git = ["git", "-c", "user.name=detops-test", "-c", "user.email=test@detops.invalid"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=project, check=True)
+    (project / ".gitignore").write_text("/data/\n/.detops/\n")
+    subprocess.run([*git, "add", "."], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=project, check=True)
+    synthesize(project / "data", train=8, val=4, size=128, seed=0, progress=False)
+    port = servers.free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(base / "prefect-home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{base / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "DETOPS_PROJECT_ROOT": str(project),
+        "DETOPS_MLFLOW_TRACKING_URI": mlflow_server.url,
+        "DETOPS_PREFECT_API_URL": api,
+        "DETOPS_TRACK": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+    logs = base / "logs"
+    logs.mkdir()
+    procs = []
+    server = _start(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        log=logs / "server.log",
+    )
+    procs.append(server)
+    try:
+        servers._wait_http(f"{api}/health", proc=server, log=logs / "server.log", timeout=300)
+        _prefect(env, "work-pool", "create", "cpu", "--type", "process")
+        _prefect(
+            env, "work-pool", "create", "t4", "--type", "process"
+        )  # process-type here, Kubernetes in infra/
+        _prefect(env, "deploy", "--all")
+        _pause_nightly_schedule(api)
+        for pool in ("cpu", "t4"):
+            procs.append(
+                _start(
+                    [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
+                    env=env,
+                    log=logs / f"worker-{pool}.log",
+                )
+            )
+        _wait_workers(env, ("cpu", "t4"))
+        yield Platform(api=api, env=env, project=project, mlflow=mlflow_server.url, logs=logs)
+    finally:
+        for proc in reversed(procs):
+            servers._stop_process(proc)
+
+
+def _pause_nightly_schedule(api: str) -> None:
+    """Check the nightly cron is deployed, then pause it and drop its scheduled runs, so that no
+    full-preset run starts while the tests run."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("retrain/retrain-nightly")
+        (schedule,) = nightly.schedules
+        assert schedule.schedule.cron == "0 2 * * *" and schedule.active
+        client.update_deployment_schedule(nightly.id, schedule.id, active=False)
+        for run in client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain-nightly"]))
+        ):
+            client.delete_flow_run(run.id)
+        trigger = client.read_deployment_by_name("retrain/retrain-on-new-data")
+        assert trigger.parameters == {} or "dataset_root" not in trigger.parameters
+
+
+def _client(p: Platform) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class _Ctx:
+        def __enter__(self) -> Any:
+            self.settings = temporary_settings(updates={PREFECT_API_URL: p.api})
+            self.settings.__enter__()
+            self.client = get_client(sync_client=True)
+            return self.client.__enter__()
+
+        def __exit__(self, *exc: Any) -> None:
+            self.client.__exit__(*exc)
+            self.settings.__exit__(*exc)
+
+    return _Ctx()
+
+
+def _wait_workers(env: dict[str, str], pools: tuple[str, ...], timeout: float = 300) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tasks.workers import pool_has_worker
+
+    deadline = time.monotonic() + timeout
+    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+        while time.monotonic() < deadline:
+            if all(pool_has_worker(pool)[0] for pool in pools):
+                return
+            time.sleep(2)
+    pytest.fail(f"workers of {pools} did not come online")
+
+
+def _run(p: Platform, deployment: str, parameters: dict[str, Any]) -> Any:
+    """Create a run of ``deployment`` through the API and wait until it is final."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: p.api}):
+        run = run_deployment(deployment, parameters=parameters, timeout=RUN_TIMEOUT, poll_interval=5)
+    assert run.state is not None and run.state.is_final(), f"{deployment}: not finished in time:\n{_logs(p)}"
+    return run
+
+
+def _logs(p: Platform) -> str:
+    return "\n".join(f"--- {f.name}\n{servers._tail(f, 40)}" for f in sorted(p.logs.glob("*.log")))
+
+
+def _task_runs(p: Platform, flow_run_id: Any) -> list[Any]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with _client(p) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+def _artifacts(p: Platform, flow_run_id: Any) -> dict[str, Any]:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with _client(p) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in arts}
+
+
+def _registry(p: Platform) -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=p.mlflow)
+
+
+SMOKE = {"variants": VARIANTS, "preset": "smoke", "epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def first_run(platform: Platform) -> Any:
+    run = _run(platform, "retrain/retrain-nightly", SMOKE)
+    assert run.state.is_completed(), f"retrain ended {run.state.type}:\n{_logs(platform)}"
+    return run
+
+
+def test_retrain_registers_promotes_and_reports(platform: Platform, first_run: Any) -> None:
+    client = _registry(platform)
+    for variant in VARIANTS:
+        name = f"detops-{variant}"
+        versions = client.search_model_versions(f"name='{name}'")
+        assert [int(v.version) for v in versions] == [1]
+        tags = versions[0].tags
+        assert float(tags["detops.map.ort"]) >= 0.0 and float(tags["detops.latency_ms.ort"]) > 0.0
+        assert float(tags["detops.latency_ms.openvino"]) > 0.0
+        assert client.get_model_version_by_alias(name, "champion").version == "1"
+    arts = _artifacts(platform, first_run.id)
+    assert {"comparison-report", "promotions"} <= set(arts)
+    report = arts["comparison-report"].data
+    assert all(v in report for v in VARIANTS) and report.count("v1 champion") == len(VARIANTS), report
+    rows = json.loads(arts["promotions"].data)
+    assert {r["model"] for r in rows} == {f"detops-{v}" for v in VARIANTS}
+    assert {r["decision"] for r in rows} == {"promoted"}
+
+
+def test_t4_pool_runs_the_benchmark_and_reports_tensorrt_unavailable(
+    platform: Platform, first_run: Any
+) -> None:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with _client(platform) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["benchmark-t4"]))
+        )
+        assert runs, "the retrain flow did not dispatch benchmark-t4"
+        bench = runs[0]
+        assert bench.state.is_completed(), bench.state
+        assert bench.parent_task_run_id is not None  # started from the retrain flow's dispatch task
+        assert bench.work_pool_name == "t4"
+        assert bench.parameters["versions"] == {v: 1 for v in VARIANTS}
+    arts = _artifacts(platform, bench.id)
+    rows = json.loads(arts["benchmark"].data)
+    statuses = {(r["variant"], r["backend"]): r["status"] for r in rows}
+    for variant in VARIANTS:
+        assert statuses[(variant, "tensorrt")].startswith("unavailable")
+    assert "unavailable" in arts["benchmark-notes"].data
+
+
+def test_unchanged_rerun_hits_the_cache(platform: Platform, first_run: Any) -> None:
+    run = _run(platform, "retrain/retrain-nightly", SMOKE)
+    assert run.state.is_completed(), f"rerun ended {run.state.type}:\n{_logs(platform)}"
+    by_name: dict[str, list[str]] = {}
+    for tr in _task_runs(platform, run.id):
+        by_name.setdefault(tr.name.rsplit("-", 1)[0], []).append(tr.state.name)
+    assert by_name["train"] == ["Cached", "Cached"]
+    assert by_name["register"] == ["Cached", "Cached"]
+    client = _registry(platform)
+    for variant in VARIANTS:
+        assert [v.version for v in client.search_model_versions(f"name='detops-{variant}'")] == ["1"]
+
+
+def test_invalid_data_stops_before_training_with_the_table(platform: Platform, first_run: Any) -> None:
+    bad = platform.project.parent / "bad-data"
+    shutil.copytree(platform.project / "data", bad)
+    ann = bad / "annotations" / "instances_val.json"
+    coco = json.loads(ann.read_text())
+    coco["annotations"][0]["bbox"][2] = -5.0
+    ann.write_text(json.dumps(coco))
+    run = _run(platform, "retrain/retrain-nightly", {**SMOKE, "dataset_root": str(bad)})
+    assert run.state.is_failed()
+    names = {tr.name.rsplit("-", 1)[0] for tr in _task_runs(platform, run.id)}
+    assert "validate-data" in names and not names & {"version-data", "train", "register"}
+    table = json.loads(_artifacts(platform, run.id)["data-validation"].data)
+    assert any(str(coco["annotations"][0]["id"]) in str(row["example ids"]) for row in table), table
+
+
+def test_pushing_a_new_dataset_version_triggers_a_retrain(platform: Platform, first_run: Any) -> None:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    from detops.data.synth import synthesize
+
+    data = platform.project / "data"
+    shutil.rmtree(data)
+    synthesize(data, train=8, val=4, size=128, seed=1, progress=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "detops.cli", "data", "version", str(data), "--push"],
+        cwd=platform.project,
+        env=platform.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    deadline = time.monotonic() + 120
+    runs: list[Any] = []
+    with _client(platform) as client:
+        while time.monotonic() < deadline and not runs:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain-on-new-data"]))
+            )
+            time.sleep(2)
+        assert runs, f"no run of retrain-on-new-data after the push:\n{_logs(platform)}"
+        assert runs[0].parameters["dataset_root"] == str(data.resolve())
+        assert runs[0].parameters["push"] is False
+        # Its full smoke schedule is not this test's business: cancel it.
+        from prefect.states import Cancelling
+
+        client.set_flow_run_state(runs[0].id, Cancelling(), force=True)
