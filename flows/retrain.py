@@ -21,7 +21,7 @@ concurrency limit on the server bounds trainings per worker on top of this. Thre
 global RNG, so concurrent trainings are not bit-reproducible; a bound of 1 makes them so."""
 
 
-@flow(name="retrain", task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL), log_prints=True)
+@flow(name="retrain", task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL), log_prints=True)  # type: ignore[arg-type]
 def retrain(
     variants: tuple[str, ...] = DEFAULT_VARIANTS,
     dataset_root: str | None = None,
@@ -36,7 +36,9 @@ def retrain(
 ) -> dict[str, Any]:
     """Retrain ``variants`` on the dataset at ``dataset_root`` (default ``<project>/data``) under
     ``preset`` (``smoke``|``full``; ``epochs`` and ``img_size`` override it), deploy, register and promote
-    them under ``policy`` (flat policy fields) with ``latency_budget_ms``; returns the decisions."""
+    them under ``policy`` (flat policy fields) with ``latency_budget_ms``; returns the dataset
+    version, ``deployed`` ({variant: onnx, evaluation, profiles}), registrations, decisions, the
+    TensorRT dispatch and the report."""
     checked = validate_data(dataset_root)
     dataset = version_data(checked["root"], push=push)
     plans = plan_run.map(
@@ -46,18 +48,22 @@ def retrain(
     artifacts = [export(run) for run in runs]  # one at a time: torch.onnx.export is not thread-safe
     evaluations = evaluate.map(artifacts, data_root=dataset["root"]).result()
     onnx = [a["onnx"] for a in artifacts]
-    profiles = {b: profile.map(onnx, backend=b).result() for b in backends}
+    by_backend = {b: profile.map(onnx, backend=b).result() for b in backends}
+    profiles = [{b: by_backend[b][i] for b in backends} for i in range(len(runs))]
     registered = [
-        register(
-            run, artifact=a, evaluation=e, profiles={b: p[i] for b, p in profiles.items()}, data_valid=True
-        )
-        for i, (run, a, e) in enumerate(zip(runs, artifacts, evaluations, strict=True))
+        register(run, artifact=a, evaluation=e, profiles=p, data_valid=True)
+        for run, a, e, p in zip(runs, artifacts, evaluations, profiles, strict=True)
     ]
     tensorrt = dispatch_tensorrt({r["variant"]: r["version"] for r in registered}, pool=tensorrt_pool)
     decisions = promote.map(registered, policy=unmapped(policy), latency_budget_ms=latency_budget_ms).result()
     out = report(decisions, notes=(tensorrt["detail"],))
+    deployed = {
+        a["variant"]: {"onnx": a["onnx"], "evaluation": e, "profiles": p}
+        for a, e, p in zip(artifacts, evaluations, profiles, strict=True)
+    }
     return {
         "dataset": dataset,
+        "deployed": deployed,
         "registered": registered,
         "decisions": decisions,
         "tensorrt": tensorrt,

@@ -92,7 +92,7 @@ def dispatch_tensorrt(
         note = f"TensorRT build, profile and engine evaluation skipped: {detail}."
         create_markdown_artifact(key="tensorrt-skipped", markdown=f"**{note}**", description=note)
         return {"dispatched": False, "detail": note}
-    run = run_deployment(name=deployment, parameters={"versions": versions}, timeout=4 * 3600)
+    run: Any = run_deployment(name=deployment, parameters={"versions": versions}, timeout=4 * 3600)
     return {
         "dispatched": True,
         "detail": f"flow run {run.id} on pool {pool}",

@@ -13,7 +13,7 @@ from tasks.retry import retry_transient
 TAGGED_BACKENDS: tuple[str, ...] = ("tensorrt",)
 """Backends whose benchmark latency is written onto the registry version."""
 
-_MLFLOW = {
+_MLFLOW: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": [5, 20, 60],
     "retry_condition_fn": retry_transient,
@@ -27,7 +27,7 @@ _MLFLOW = {
     cache_key_fn=register_cache_key,
     cache_expiration=timedelta(days=30),
     persist_result=True,
-    **_MLFLOW,  # type: ignore[arg-type]
+    **_MLFLOW,
 )
 def register(
     run: dict[str, Any],
@@ -57,7 +57,7 @@ def register(
     return {"variant": run["variant"], "model": reg.model, "version": reg.version, "run_id": reg.run_id}
 
 
-@task(name="promote", tags=["mlflow"], **_MLFLOW)  # type: ignore[arg-type]
+@task(name="promote", tags=["mlflow"], **_MLFLOW)
 def promote(
     registered: dict[str, Any],
     *,
@@ -94,7 +94,7 @@ def promote(
     }
 
 
-@task(name="report", tags=["mlflow"], **_MLFLOW)  # type: ignore[arg-type]
+@task(name="report", tags=["mlflow"], **_MLFLOW)
 def report(decisions: list[dict[str, Any]], *, notes: tuple[str, ...] = ()) -> dict[str, Any]:
     """Write the comparison report (logged to MLflow), and publish it with the promotion decisions as
     the ``comparison-report`` markdown and ``promotions`` table artifacts; ``write_report``'s dict."""
@@ -130,7 +130,7 @@ def report(decisions: list[dict[str, Any]], *, notes: tuple[str, ...] = ()) -> d
     return out
 
 
-@task(name="fetch-version", tags=["mlflow"], **_MLFLOW)  # type: ignore[arg-type]
+@task(name="fetch-version", tags=["mlflow"], **_MLFLOW)
 def fetch_version(variant: str, version: int) -> dict[str, Any]:
     """The ONNX file of registry version ``version`` of ``detops-<variant>`` (downloaded and cached
     under home); ``{"variant", "version", "onnx"}``."""
@@ -141,7 +141,7 @@ def fetch_version(variant: str, version: int) -> dict[str, Any]:
     return {"variant": variant, "version": int(version), "onnx": str(onnx)}
 
 
-@task(name="record-benchmark", tags=["mlflow"], **_MLFLOW)  # type: ignore[arg-type]
+@task(name="record-benchmark", tags=["mlflow"], **_MLFLOW)
 def record_benchmark(
     fetched: list[dict[str, Any]],
     profiles: dict[str, list[dict[str, Any]]],

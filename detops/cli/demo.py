@@ -15,6 +15,9 @@ def demo_cmd(
         None, help="Training epochs for every variant (default: 10 DAMO-YOLO-T, 5 RT-DETRv2-S)."
     ),
     img_size: int = typer.Option(256, help="Training and evaluation input size."),
+    flow: bool = typer.Option(
+        False, "--flow/--no-flow", help="Run the steps as the Prefect retrain flow instead of directly."
+    ),
 ) -> None:
     """Synthesise, validate and version a dataset, then train and evaluate damo_yolo_t and rtdetrv2_s."""
     from detops.cli import _validate as check
@@ -26,4 +29,11 @@ def demo_cmd(
     for variant, _ in DEMO_RUNS:
         check.input_size(check.variant(variant), img_size, training=True)
     runs = DEMO_RUNS if epochs is None else tuple((variant, epochs) for variant, _ in DEMO_RUNS)
+    if flow:
+        from detops.cli.demo_flow import run_demo_flow
+
+        run_demo_flow(
+            settings=get_settings(), config=DemoConfig(runs=runs, img_size=img_size), echo=typer.echo
+        )
+        return
     run_demo(settings=get_settings(), config=DemoConfig(runs=runs, img_size=img_size), echo=typer.echo)
