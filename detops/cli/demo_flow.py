@@ -35,6 +35,7 @@ def run_demo_flow(
     # An ephemeral API server starts in a subprocess; on a loaded 2-core machine it needs longer
     # than Prefect's default to answer.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here; no telemetry
     if settings.prefect_api_url:
         os.environ.setdefault("PREFECT_API_URL", settings.prefect_api_url)
     from detops.data.synth import synthesize

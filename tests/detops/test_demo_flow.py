@@ -1,0 +1,21 @@
+"""`detops demo --flow`: the demo's schedule maps onto the retrain flow's parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from detops.cli.demo_flow import flow_epochs
+from detops.demo import DEMO_RUNS
+from tasks.presets import train_config
+
+
+def test_the_demo_schedule_is_the_smoke_preset() -> None:
+    assert flow_epochs(DEMO_RUNS) is None
+    for variant, epochs in DEMO_RUNS:
+        assert train_config(variant, preset="smoke")["epochs"] == epochs
+
+
+def test_one_epoch_count_for_every_variant() -> None:
+    assert flow_epochs((("damo_yolo_t", 2), ("rtdetrv2_s", 2))) == 2
+    with pytest.raises(ValueError, match=r"\[2, 3\]"):
+        flow_epochs((("damo_yolo_t", 2), ("rtdetrv2_s", 3)))
