@@ -153,12 +153,11 @@ def quantize_onnx(
 
     with tempfile.TemporaryDirectory(prefix="detops-quant-") as tmp_dir, atomic_path(dst) as tmp:
         prepared = Path(tmp_dir) / "prepared.onnx"
-        try:
-            # Shape inference (and ORT's graph optimisations) so every tensor to calibrate has a shape;
-            # node names survive it, so the exclusion list still applies.
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
-        except Exception:  # symbolic shape inference gives up on some graphs; ONNX's pass is enough then
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        # Shape inference (and ORT's graph optimisations) so every tensor to calibrate has a shape;
+        # node names survive it, so the exclusion list still applies. ONNX's own shape inference is
+        # enough for these graphs; ORT's symbolic pass is skipped because, on the graphs it gives up
+        # on, it dumps a model and its external data into the working directory.
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         prepared_names = {n.name for n in onnx.load(str(prepared), load_external_data=False).graph.node}
         try:
             quantize_static(
