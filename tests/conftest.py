@@ -61,6 +61,17 @@ def git() -> Callable[..., str]:
 # name, not by server.
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads() -> Iterator[None]:
+    """Runners set torch's process-wide intra-op thread count (``threads=``); put it back after each
+    test, so later tests neither run single-threaded nor see other float summation orders."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_default_tracking() -> Iterator[None]:
     """``detops train`` tracks to MLflow by default; tests opt in with ``--track`` or a callback,

@@ -150,9 +150,17 @@ def test_deploy_fuses_repvgg_with_parity(name: str) -> None:
     for a, b in zip(before, after, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     if full:
-        # Full-model parity; the random-init S model has near-tied top-k scores, so it is checked per map.
-        torch.testing.assert_close(out_before["pred_logits"], out_after["pred_logits"], rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(out_before["pred_boxes"], out_after["pred_boxes"], rtol=1e-4, atol=1e-4)
+        # Full-model parity (the random-init S model is checked per encoder map only). The decoder's
+        # queries come from a top-k over near-tied random-init scores, so two queries may swap places
+        # between runs that differ in the last bit (e.g. another thread count): compare the set of
+        # queries, each matched to its closest twin, not their order.
+        from scipy.optimize import linear_sum_assignment
+
+        for b in range(images.shape[0]):
+            before_q = torch.cat([out_before["pred_logits"][b], out_before["pred_boxes"][b]], dim=1)
+            after_q = torch.cat([out_after["pred_logits"][b], out_after["pred_boxes"][b]], dim=1)
+            rows, cols = linear_sum_assignment(torch.cdist(before_q, after_q, p=1).numpy())
+            torch.testing.assert_close(after_q[cols], before_q[rows], rtol=1e-4, atol=1e-4)
 
 
 def test_discrete_sampling_option_trains_without_offset_gradients() -> None:
