@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from detops.data.augment_rtdetr import IoUCrop, PhotometricDistort, RandomApply
+from detops.data.augment_rtdetr import IoUCrop, PhotometricDistort, RandomApply, ZoomOut
 from detops.data.transforms import (
     Compose,
     HorizontalFlip,
@@ -302,3 +302,14 @@ def test_iou_crop_draw_of_one_returns_the_image_at_once() -> None:
 
     rng.integers = Integers()  # type: ignore[attr-defined]
     assert IoUCrop()(sample, rng=rng) is sample
+
+
+def test_zoom_out_defaults_boundary_and_black_fill() -> None:
+    sample = _sample([[5, 6, 15, 26]])
+    assert ZoomOut()(sample, rng=StubRng([0.5])) is sample  # default p 0.5; a draw of p skips
+    # r = 1 + (1/3) * (4 - 1) = 2 on the default side range; the image goes to the top-left corner.
+    out = ZoomOut()(sample, rng=StubRng([0.49, 0.0, 0.0], fractions=[1 / 3]))
+    assert out["image"].shape == (80, 120, 3)
+    np.testing.assert_array_equal(out["image"][:40, :60], sample["image"])
+    assert not out["image"][40:].any() and not out["image"][:, 60:].any()
+    np.testing.assert_array_equal(out["boxes"], sample["boxes"])
