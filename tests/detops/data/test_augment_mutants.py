@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from detops.data.augment_damo import MixUp
 from detops.data.augment_rtdetr import IoUCrop, PhotometricDistort, RandomApply, ZoomOut
 from detops.data.transforms import (
     Compose,
@@ -313,3 +314,32 @@ def test_zoom_out_defaults_boundary_and_black_fill() -> None:
     np.testing.assert_array_equal(out["image"][:40, :60], sample["image"])
     assert not out["image"][40:].any() and not out["image"][:, 60:].any()
     np.testing.assert_array_equal(out["boxes"], sample["boxes"])
+
+
+# --------------------------------------------------------------------------- augment_damo.py
+
+
+class _OneImage:
+    """A dataset of one 40 x 60 image with a 10 x 8 box on the left and boxes of area 4 and 4.5."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def load_raw(self, index: int) -> dict[str, Any]:
+        return _sample([[2, 3, 12, 11], [30, 20, 32, 22], [40, 20, 41.5, 23]], labels=np.asarray([7, 8, 9]))
+
+
+def test_mixup_default_probability_and_boundary() -> None:
+    sample = _sample([[1, 1, 20, 20]])
+    assert MixUp(60)(sample, rng=StubRng([0.15]), dataset=_OneImage()) is sample
+
+
+def test_mixup_flip_boundary_area_filter_and_dtype() -> None:
+    sample = _sample([[1, 1, 20, 20]])
+    # Same size as the sample at scale 1 (fraction 0.5 of 0.5-1.5): the pasted image sits at (0, 0).
+    kept = MixUp(60, p=1.0)(sample, rng=StubRng([0.0, 0.5], fractions=[0.5]), dataset=_OneImage())
+    assert kept["image"].dtype == np.uint8
+    np.testing.assert_array_equal(kept["labels"], [0, 7, 9])  # area 4 dropped, 4.5 kept
+    np.testing.assert_array_equal(kept["boxes"][1], [2, 3, 12, 11])  # a draw of 0.5 does not flip
+    flipped = MixUp(60, p=1.0)(sample, rng=StubRng([0.0, 0.49], fractions=[0.5]), dataset=_OneImage())
+    np.testing.assert_array_equal(flipped["boxes"][1], [48, 3, 58, 11])
