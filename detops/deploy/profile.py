@@ -323,37 +323,15 @@ def profile_runner(
     }
 
 
+_STATS_FIGURES = ("median_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "throughput_ips")
 _STATS_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": [
-        "n",
-        "batch",
-        "median_ms",
-        "p90_ms",
-        "p99_ms",
-        "mean_ms",
-        "std_ms",
-        "min_ms",
-        "max_ms",
-        "throughput_ips",
-    ],
+    "required": ["n", "batch", *_STATS_FIGURES],
     "additionalProperties": False,
     "properties": {
         "n": {"type": "integer", "minimum": 1},
         "batch": {"type": "integer", "minimum": 1},
-        **{
-            k: {"type": "number", "minimum": 0}
-            for k in (
-                "median_ms",
-                "p90_ms",
-                "p99_ms",
-                "mean_ms",
-                "std_ms",
-                "min_ms",
-                "max_ms",
-                "throughput_ips",
-            )
-        },
+        **{k: {"type": "number", "minimum": 0} for k in _STATS_FIGURES},
     },
 }
 
