@@ -72,15 +72,6 @@ def checkpoint(home: Path, variant: str, data: Path) -> Path:
     return best
 
 
-def graph_inputs(path: Path) -> list[str]:
-    """Graph input names (initializers excluded)."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    init = {t.name for t in graph.initializer}
-    return [i.name for i in graph.input if i.name not in init]
-
-
 def median_ms(path: Path, backend: str, *, iters: int, threads: int | None) -> float:
     """Median model-only latency (ms) at batch 1."""
     from detops.deploy import load_runner
@@ -95,7 +86,7 @@ def median_ms(path: Path, backend: str, *, iters: int, threads: int | None) -> f
 def main() -> None:
     """Build, measure and print the fp32-vs-INT8 table of both families."""
     from detops.data.synth import synthesize
-    from detops.deploy.artifact import read_onnx_metadata
+    from detops.deploy.artifact import onnx_input_names, read_onnx_metadata
     from detops.deploy.calibration import calibration_samples
     from detops.deploy.evaluate import evaluate_artifact
     from detops.deploy.exporting import export_artifact
@@ -128,7 +119,9 @@ def main() -> None:
         fp32 = home / f"{variant}.fp32.onnx"
         export_artifact(best, out=fp32)
         meta = read_onnx_metadata(fp32)
-        samples = calibration_samples(data, meta=meta, input_names=graph_inputs(fp32), n=args.calib_images)
+        samples = calibration_samples(
+            data, meta=meta, input_names=onnx_input_names(fp32), n=args.calib_images
+        )
         t0 = time.perf_counter()
         report = quantize_onnx(
             fp32, calib_samples=samples, out=home / f"{variant}.int8.onnx", method=args.method
@@ -174,7 +167,9 @@ def main() -> None:
         fp32 = home / f"{variant}.random.fp32.onnx"
         export_artifact(variant, out=fp32, image_size=256)
         meta = read_onnx_metadata(fp32)
-        samples = calibration_samples(data, meta=meta, input_names=graph_inputs(fp32), n=args.calib_images)
+        samples = calibration_samples(
+            data, meta=meta, input_names=onnx_input_names(fp32), n=args.calib_images
+        )
         int8 = quantize_onnx(
             fp32, calib_samples=samples, out=home / f"{variant}.random.int8.onnx", method=args.method
         )

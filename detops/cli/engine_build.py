@@ -38,17 +38,12 @@ def build_cmd(
         raise DetopsError(f"{onnx_file}: no such ONNX file")
     batches = None
     if precision == "int8" and calib_data is not None:
-        import onnx
-
-        from detops.deploy.artifact import read_onnx_metadata
+        from detops.deploy.artifact import onnx_input_names, read_onnx_metadata
         from detops.deploy.calibration import calibration_samples
 
         meta = read_onnx_metadata(onnx_file)
-        graph = onnx.load(str(onnx_file), load_external_data=False).graph
-        initializers = {t.name for t in graph.initializer}
-        inputs = [i.name for i in graph.input if i.name not in initializers]
         samples = calibration_samples(
-            calib_data, meta=meta, input_names=inputs, n=calib_images, split=calib_split
+            calib_data, meta=meta, input_names=onnx_input_names(onnx_file), n=calib_images, split=calib_split
         )
         batches = batched(samples, calib_batch)
     elif calib_data is not None:

@@ -27,7 +27,7 @@ def quantize_cmd(
 ) -> None:
     """ONNX Runtime static quantization (QDQ, per-channel int8 weights, uint8 activations) calibrated
     on the dataset's images with the artifact's own preprocessing; prints the layers kept in fp32."""
-    from detops.deploy.artifact import read_onnx_metadata
+    from detops.deploy.artifact import onnx_input_names, read_onnx_metadata
     from detops.deploy.calibration import calibration_samples
     from detops.deploy.quantize import METHODS, quantize_onnx
 
@@ -40,13 +40,8 @@ def quantize_cmd(
     if not onnx_file.is_file():
         raise DetopsError(f"{onnx_file}: no such ONNX file")
     meta = read_onnx_metadata(onnx_file)
-    import onnx
-
-    graph = onnx.load(str(onnx_file), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-    inputs = [i.name for i in graph.input if i.name not in initializers]
     samples = calibration_samples(
-        calib_data, meta=meta, input_names=inputs, n=calib_images, split=calib_split
+        calib_data, meta=meta, input_names=onnx_input_names(onnx_file), n=calib_images, split=calib_split
     )
     from rich.console import Console
 

@@ -255,3 +255,12 @@ def read_onnx_metadata(path: str | os.PathLike[str]) -> ArtifactMeta:
     except Exception as exc:  # protobuf decode errors have no common base class
         raise DetopsError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
     return ArtifactMeta.from_metadata_props({p.key: p.value for p in model.metadata_props}, source=str(path))
+
+
+def onnx_input_names(path: str | os.PathLike[str]) -> list[str]:
+    """The graph inputs of an ONNX file that are fed at run time (initializers excluded), in order."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers]
