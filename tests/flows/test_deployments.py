@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import importlib
 import inspect
 from pathlib import Path
@@ -77,3 +78,56 @@ def test_detops_deploy_refuses_an_unknown_pool_type() -> None:
     from detops.cli import main
 
     assert main(["deploy", "--t4-type", "slurm"]) == 2
+
+
+def test_the_crashed_run_automation_marks_silent_runs_crashed() -> None:
+    from prefect.client.schemas.objects import StateType
+
+    from detops.cli.orchestrate import AUTOMATIONS, load_automations
+
+    (crashed,) = load_automations(REPO / AUTOMATIONS)
+    trigger = crashed.trigger
+    assert str(trigger.posture.value) == "Proactive"
+    assert trigger.after == {"prefect.flow-run.heartbeat"} and trigger.for_each == {"prefect.resource.id"}
+    # longer than a few heartbeats of the workers' frequency, so one late heartbeat is no crash
+    for name in ("cpu-process.json", "t4-kubernetes.json", "t4-docker.json"):
+        template = json.loads((REPO / "infra" / "prefect" / name).read_text())
+        frequency = int(
+            template["variables"]["properties"]["env"]["default"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]
+        )
+        assert trigger.within.total_seconds() >= 3 * frequency, name
+    (action,) = crashed.actions
+    assert action.state == StateType.CRASHED
+    assert load_automations(REPO / AUTOMATIONS, within=70)[0].trigger.within.total_seconds() == 70
+
+
+def test_an_invalid_automation_file_names_the_file_and_field(tmp_path: Path) -> None:
+    from detops.cli.orchestrate import AUTOMATIONS, load_automations
+    from detops.errors import DetopsError
+
+    spec = yaml.safe_load((REPO / AUTOMATIONS).read_text())
+    spec["automations"][0]["trigger"]["posture"] = "Sideways"
+    bad = tmp_path / "automations.yaml"
+    bad.write_text(yaml.safe_dump(spec))
+    with pytest.raises(
+        DetopsError, match=r"automations\.yaml: automation 'detops-crashed-flow-runs': .*posture"
+    ):
+        load_automations(bad)
+    bad.write_text("automations: {name: x}\n")
+    with pytest.raises(DetopsError, match="must be a list of named automations"):
+        load_automations(bad)
+
+
+def test_tag_limits_bound_trainings_per_cpu_worker_and_builds_per_gpu() -> None:
+    from detops.cli.orchestrate import tag_limits
+    from detops.errors import DetopsError
+
+    assert tag_limits() == {"train": 1, "tensorrt": 1}
+    assert tag_limits(cpu_workers=3, gpus=2) == {"train": 3, "tensorrt": 2}
+    with pytest.raises(DetopsError, match="--cpu-workers"):
+        tag_limits(cpu_workers=0)
+    # the tasks carry those tags
+    from tasks.deploy import build_engine
+    from tasks.train import train
+
+    assert "train" in train.tags and "tensorrt" in build_engine.tags
