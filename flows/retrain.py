@@ -16,9 +16,10 @@ from tasks.train import plan_run, train
 DEFAULT_VARIANTS: tuple[str, ...] = ("damo_yolo_t", "rtdetrv2_s")
 CPU_BACKENDS: tuple[str, ...] = ("ort", "openvino")
 MAX_PARALLEL = 2
-"""Variants in flight at once in one flow run (the task runner's threads); the ``train`` tag's
-concurrency limit on the server bounds trainings per worker on top of this. Threads share torch's
-global RNG, so concurrent trainings are not bit-reproducible; a bound of 1 makes them so."""
+"""Variants in flight at once in one flow run (the task runner's threads). The ``train`` tag's
+concurrency limit on the server (``detops deploy``: one per CPU worker) bounds trainings on top of
+this; where it is 1, trainings run one after the other (and are bit-reproducible: threads share
+torch's global RNG). Profiling is always one at a time."""
 
 
 @flow(name="retrain", task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL), log_prints=True)  # type: ignore[arg-type]
@@ -47,9 +48,8 @@ def retrain(
     runs = train.map(plans).result()
     artifacts = [export(run) for run in runs]  # one at a time: torch.onnx.export is not thread-safe
     evaluations = evaluate.map(artifacts, data_root=dataset["root"]).result()
-    onnx = [a["onnx"] for a in artifacts]
-    by_backend = {b: profile.map(onnx, backend=b).result() for b in backends}
-    profiles = [{b: by_backend[b][i] for b in backends} for i in range(len(runs))]
+    # one profile at a time: two timings sharing the machine would each report the other's load
+    profiles = [{b: profile(a["onnx"], backend=b) for b in backends} for a in artifacts]
     registered = [
         register(run, artifact=a, evaluation=e, profiles=p, data_valid=True)
         for run, a, e, p in zip(runs, artifacts, evaluations, profiles, strict=True)

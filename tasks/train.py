@@ -72,6 +72,9 @@ def train(plan: dict[str, Any]) -> dict[str, Any]:
     config = dict(plan["config"])
     resumed = (Path(plan["run_dir"]) / "last.pt").is_file()
     if resumed:
+        print(
+            f"{plan['variant']}: resuming from {Path(plan['run_dir']) / 'last.pt'} (an earlier attempt stopped)"
+        )
         summary = resume(plan["run_dir"], epochs=config["epochs"])
     else:
         variant = config.pop("variant")

@@ -38,6 +38,7 @@ def run_demo_flow(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here; no telemetry
     if settings.prefect_api_url:
         os.environ.setdefault("PREFECT_API_URL", settings.prefect_api_url)
+    from detops.cli.orchestrate import ensure_tag_limits, tag_limits
     from detops.data.synth import synthesize
     from flows.retrain import retrain
 
@@ -46,6 +47,7 @@ def run_demo_flow(
     echo("      " + str(synthesize(data_root, train=config.train_images, val=config.val_images, size=config.synth_size, seed=config.seed)))  # fmt: skip
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral local API"
     echo(f"[2/2] running the Prefect retrain flow (smoke preset) on {where}")
+    ensure_tag_limits(tag_limits())  # one training at a time, as on one CPU worker
     result = retrain(
         variants=tuple(variant for variant, _ in config.runs),
         dataset_root=str(data_root),
