@@ -39,10 +39,10 @@ def ensure_tag_limits(limits: dict[str, int]) -> None:
 
 def load_automations(path: Path, *, within: float | None = None) -> list[Any]:
     """The automations of ``path`` (an ``automations:`` list, as ``prefect automation create`` reads
-    it) as Prefect ``Automation`` objects; ``within`` overrides each trigger's window in seconds (for a
+    it) as Prefect ``AutomationCore`` objects; ``within`` overrides each trigger's window in seconds (for a
     test that cannot wait minutes). ``DetopsError`` naming the file and automation when one is invalid."""
     import yaml
-    from prefect.automations import Automation
+    from prefect.events.schemas.automations import AutomationCore
     from pydantic import ValidationError
 
     specs = (yaml.safe_load(path.read_text()) or {}).get("automations")
@@ -53,7 +53,7 @@ def load_automations(path: Path, *, within: float | None = None) -> list[Any]:
         if within is not None:
             spec = {**spec, "trigger": {**spec["trigger"], "within": within}}
         try:
-            out.append(Automation.model_validate(spec))
+            out.append(AutomationCore.model_validate(spec))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"])
@@ -62,7 +62,7 @@ def load_automations(path: Path, *, within: float | None = None) -> list[Any]:
 
 
 def apply_automations(automations: list[Any]) -> list[str]:
-    """Create each Prefect ``Automation`` of ``automations`` on the configured API, or update the one of
+    """Create each Prefect ``AutomationCore`` of ``automations`` on the configured API, or update the one of
     the same name, so that deploying twice leaves one of each; returns ``"<name>: created|updated"``."""
     from prefect.client.orchestration import get_client
 

@@ -5,6 +5,7 @@ variants; the t4 dispatch, the cache on an unchanged rerun, invalid data and the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,6 +38,8 @@ class Platform:
     project: Path
     mlflow: str
     logs: Path
+    workers: dict[str, subprocess.Popen[bytes]]
+    """The running worker process of each pool (a test may kill one and start another)."""
 
 
 def _prefect(env: dict[str, str], *args: str, timeout: float = 300) -> str:
@@ -83,10 +86,12 @@ def platform(
         "DETOPS_PREFECT_API_URL": api,
         "DETOPS_TRACK": "false",
         "OMP_NUM_THREADS": "1",
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",  # Prefect's minimum; the crashed-run automation
     }
     logs = base / "logs"
     logs.mkdir()
     procs = []
+    workers: dict[str, subprocess.Popen[bytes]] = {}
     server = _start(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
@@ -101,19 +106,37 @@ def platform(
         )  # process-type here, Kubernetes in infra/
         _prefect(env, "deploy", "--all")
         _pause_nightly_schedule(api)
-        for pool in ("cpu", "t4"):
-            procs.append(
-                _start(
-                    [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
-                    env=env,
-                    log=logs / f"worker-{pool}.log",
-                )
-            )
+        _apply_automations(api)
+        workers.update({pool: _start_worker(env, pool, logs) for pool in ("cpu", "t4")})
         _wait_workers(env, ("cpu", "t4"))
-        yield Platform(api=api, env=env, project=project, mlflow=mlflow_server.url, logs=logs)
+        yield Platform(
+            api=api, env=env, project=project, mlflow=mlflow_server.url, logs=logs, workers=workers
+        )
     finally:
-        for proc in reversed(procs):
+        for proc in [*workers.values(), *reversed(procs)]:
             servers._stop_process(proc)
+
+
+def _start_worker(env: dict[str, str], pool: str, logs: Path) -> subprocess.Popen[bytes]:
+    n = len(list(logs.glob(f"worker-{pool}*.log")))
+    cmd = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"]
+    return _start(cmd, env=env, log=logs / f"worker-{pool}{f'-{n}' if n else ''}.log")
+
+
+CRASH_WINDOW_S = 70.0
+"""The crashed-run automation's window here (the file's is minutes): two missed 30 s heartbeats."""
+
+
+def _apply_automations(api: str) -> None:
+    """``detops deploy``'s automations, with a window a test can wait for."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from detops.cli.orchestrate import AUTOMATIONS, apply_automations, load_automations
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        assert apply_automations(load_automations(REPO / AUTOMATIONS, within=CRASH_WINDOW_S)) == [
+            "detops-crashed-flow-runs: created"
+        ]
 
 
 def _pause_nightly_schedule(api: str) -> None:
@@ -318,3 +341,94 @@ def test_pushing_a_new_dataset_version_triggers_a_retrain(platform: Platform, fi
         from prefect.states import Cancelling
 
         client.set_flow_run_state(runs[0].id, Cancelling(), force=True)
+
+
+def _kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``proc`` and every process under it, as when its machine or pod dies."""
+    import psutil
+
+    root = psutil.Process(proc.pid)
+    for p in [*root.children(recursive=True), root]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    proc.wait(timeout=30)
+
+
+def _epochs_logged(p: Platform, flow_run_id: Any, *, since: Any, epochs: int) -> list[int]:
+    """The epochs whose end-of-epoch line the flow run logged after ``since``."""
+    import re
+
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterTimestamp
+
+    with _client(p) as client:
+        logs = client.read_logs(
+            log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]), timestamp=LogFilterTimestamp(after_=since)
+            )
+        )
+    found = [re.search(rf"\bepoch (\d+)/{epochs}\b", log.message) for log in logs]
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _wait_state(p: Platform, flow_run_id: Any, done: Any, *, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    with _client(p) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if done(run.state):
+                return run
+            time.sleep(2)
+    pytest.fail(f"flow run {flow_run_id} still {run.state.type} after {timeout:.0f} s:\n{_logs(p)}")
+
+
+def test_a_killed_worker_s_run_is_crashed_retried_and_resumed_registering_once(
+    platform: Platform, first_run: Any
+) -> None:
+    from prefect.client.schemas.objects import StateType
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    variant, epochs = VARIANTS[0], 30
+    registry = _registry(platform)
+    before = {v.version for v in registry.search_model_versions(f"name='detops-{variant}'")}
+    runs_dir = platform.project / ".detops" / "runs"
+    earlier = set(runs_dir.glob(f"retrain-{variant}-*"))
+    with temporary_settings(updates={PREFECT_API_URL: platform.api}):
+        run = run_deployment(
+            "retrain/retrain-nightly",
+            parameters={"variants": [variant], "preset": "smoke", "epochs": epochs},
+            timeout=0,
+        )
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:  # the first checkpoint of the new run directory
+        new = [d for d in runs_dir.glob(f"retrain-{variant}-*") if d not in earlier]
+        if new and (new[0] / "metrics.jsonl").is_file():
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"no checkpoint of the new run:\n{_logs(platform)}")
+    _kill_tree(platform.workers["cpu"])
+    run_dir = new[0]
+    done_at_kill = len((run_dir / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= done_at_kill < epochs, "killed too late to test a resume"
+
+    crashed = _wait_state(
+        platform, run.id, lambda s: s.type == StateType.CRASHED, timeout=CRASH_WINDOW_S + 120
+    )
+    assert "heartbeat" in (crashed.state.message or "")
+
+    platform.workers["cpu"] = _start_worker(platform.env, "cpu", platform.logs)
+    retried_at = crashed.state.timestamp
+    _prefect(platform.env, "flow-run", "retry", str(run.id))
+    final = _wait_state(platform, run.id, lambda s: s.is_final(), timeout=RUN_TIMEOUT)
+    assert final.state.is_completed(), f"retried run ended {final.state.type}:\n{_logs(platform)}"
+
+    # the retry trained only what the killed attempt had not checkpointed
+    after_retry = _epochs_logged(platform, run.id, since=retried_at, epochs=epochs)
+    assert after_retry and after_retry == list(range(after_retry[0], epochs + 1)), after_retry
+    assert after_retry[0] > done_at_kill >= 1
+    history = [json.loads(line)["epoch"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert history == list(range(1, epochs + 1))
+    # and registered exactly one new version
+    now = {v.version for v in registry.search_model_versions(f"name='detops-{variant}'")}
+    assert len(now - before) == 1 and before <= now
