@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
-import json
 import importlib
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
