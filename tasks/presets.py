@@ -21,9 +21,10 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # The demo's sizes: 256 px, a short schedule, data in the main process (2-core machine).
+    # The demo's sizes (``detops.demo.DEMO_RUNS``): 256 px, a short schedule, data in the main
+    # process (2-core machine).
     "smoke": Preset(
-        img_size=256, batch_size=8, workers=0, epochs={"damo_yolo": 10, "rtdetrv2": 5}, profile_seconds=1.5
+        img_size=256, batch_size=8, workers=0, epochs={"damo_yolo": 8, "rtdetrv2": 3}, profile_seconds=1.5
     ),
     # The published schedules at each variant's own input size.
     "full": Preset(

@@ -12,14 +12,17 @@ def register(app: typer.Typer) -> None:
 
 def demo_cmd(
     epochs: int = typer.Option(
-        None, help="Training epochs for every variant (default: 10 DAMO-YOLO-T, 5 RT-DETRv2-S)."
+        None, help="Training epochs for every variant (default: 8 DAMO-YOLO-T, 3 RT-DETRv2-S)."
     ),
     img_size: int = typer.Option(256, help="Training and evaluation input size."),
     flow: bool = typer.Option(
-        False, "--flow/--no-flow", help="Run the steps as the Prefect retrain flow instead of directly."
+        True,
+        "--flow/--no-flow",
+        help="Run the steps as the Prefect retrain flow (default) or directly, without Prefect.",
     ),
 ) -> None:
-    """Synthesise, validate and version a dataset, then train and evaluate damo_yolo_t and rtdetrv2_s."""
+    """Synthesise, validate and version a dataset; train, deploy, register and promote damo_yolo_t and
+    rtdetrv2_s through the Prefect retrain flow; print the comparison report."""
     from detops.cli import _validate as check
     from detops.demo import DEMO_RUNS, DemoConfig, run_demo
     from detops.settings import get_settings
