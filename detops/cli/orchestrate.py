@@ -3,6 +3,7 @@ the deployments of ``prefect.yaml``."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -28,12 +29,18 @@ def tag_limits(*, cpu_workers: int = 1, gpus: int = 1) -> dict[str, int]:
     return {"train": cpu_workers, "tensorrt": gpus}
 
 
-def ensure_tag_limits(limits: dict[str, int]) -> None:
-    """Create or update the tag concurrency limits ``limits`` on the configured Prefect API."""
+def ensure_tag_limits(limits: dict[str, int], *, fresh: bool = False) -> None:
+    """Create or update the tag concurrency limits ``limits`` on the configured Prefect API. With
+    ``fresh``, each limit is deleted first, freeing slots that a killed process may have left taken
+    (for an API this process owns: Prefect's ephemeral server does not expire abandoned slots)."""
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
         for tag, limit in limits.items():
+            if fresh:
+                with contextlib.suppress(ObjectNotFound):
+                    client.delete_concurrency_limit_by_tag(tag)
             client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
 
 
