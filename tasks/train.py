@@ -70,11 +70,10 @@ def train(plan: dict[str, Any]) -> dict[str, Any]:
     from detops.engine.fit import fit, resume
 
     config = dict(plan["config"])
-    resumed = (Path(plan["run_dir"]) / "last.pt").is_file()
+    last = Path(plan["run_dir"]) / "last.pt"
+    resumed = last.is_file()
     if resumed:
-        print(
-            f"{plan['variant']}: resuming from {Path(plan['run_dir']) / 'last.pt'} (an earlier attempt stopped)"
-        )
+        print(f"{plan['variant']}: resuming from {last} (an earlier attempt stopped)")
         summary = resume(plan["run_dir"], epochs=config["epochs"])
     else:
         variant = config.pop("variant")
