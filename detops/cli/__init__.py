@@ -1,8 +1,11 @@
 """The ``detops`` console script: one Typer app, one sub-module per command group.
 
+A command line the parser refuses (an unknown command or option, a missing argument, a value of the
+wrong type) gets Typer's own usage message and exit 2, printed by Typer as in any Typer program.
 ``main()`` turns a ``DetopsError`` into a one-line ``error: ...`` on stderr and its exit code, so bad
-input never ends in a traceback; any other exception becomes one ``error: unexpected ...`` line (exit
-1) with a hint to rerun with ``detops --debug ...`` (or ``DETOPS_DEBUG=1``), which shows the traceback.
+input never ends in a traceback; any other exception, a bug, becomes one ``error: unexpected ...`` line
+(exit 1) with a hint to rerun with ``detops --debug ...`` (or ``DETOPS_DEBUG=1``), which shows the
+traceback.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help and usage errors: paragraphs rewrapped to the terminal, no boxes in logs.
+    rich_markup_mode=None,
 )
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
@@ -71,27 +76,24 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code.
 
     Exit codes: 0 success, 1 a check that ran and failed or an unexpected error, 2 bad input (and
-    click usage errors), 130 interrupted."""
+    usage errors), 130 interrupted."""
     _debug["on"] = os.environ.get("DETOPS_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
     try:
-        # In non-standalone mode click returns a command's typer.Exit code instead of exiting.
-        result = app(args=argv, standalone_mode=False)
+        # Standalone mode: Typer prints a usage error itself, as any Typer program does, and every run
+        # ends in SystemExit (0, 2 for a usage error, or a command's typer.Exit code). Typer >= 0.26
+        # vendors click, so its usage errors are not click.ClickException and cannot be caught as such.
+        app(args=argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except DetopsError as exc:
         if _debug["on"]:
             traceback.print_exc()
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         return 130
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+    except Exception as exc:
         if _debug["on"]:
             traceback.print_exc()
         message = _one_line(exc)
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -99,8 +99,8 @@ def validate(
         return
     console.print(failure_table(report))
     print(f"Data Docs: {report.docs_path}")
-    # DetopsError, not typer.Exit: main() runs click with standalone_mode=False, which turns Exit into a
-    # return value that main() does not propagate.
+    # DetopsError, not typer.Exit: a check that ran and failed ends in one `error:` line, like any other
+    # failure of the work.
     raise DetopsError(f"{root} failed validation: {len(report.failures)} expectation(s) failed", exit_code=1)
 
 

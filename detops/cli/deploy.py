@@ -86,7 +86,7 @@ def profile_cmd(
         None, "--run-id", help="MLflow run (id or run directory) to log the result into."
     ),
 ) -> None:
-    """Time an artifact: `model` (inference on a prepared batch) and `end_to_end` (uint8 images to
+    """Time an artifact: model (inference on a prepared batch) and end_to_end (uint8 images to
     detections); median, p90, p99, mean, std, min, throughput, and the environment."""
     from detops.deploy.profile import profile_runner
     from detops.deploy.runners.base import load_runner

@@ -13,7 +13,7 @@ app = typer.Typer(help="TensorRT 10 engines (needs an NVIDIA GPU and the optiona
 
 @app.command("build")
 def build_cmd(
-    onnx_file: Path = typer.Argument(..., help="ONNX file written by `detops export`."),
+    onnx_file: Path = typer.Argument(..., help="ONNX file written by detops export."),
     precision: str = typer.Option("fp16", "--precision", help="fp32, fp16 or int8."),
     calib_data: Path = typer.Option(None, "--calib-data", help="Dataset root for INT8 calibration."),
     calib_images: int = typer.Option(256, "--calib-images", help="Number of INT8 calibration images."),

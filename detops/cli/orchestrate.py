@@ -113,10 +113,10 @@ def deploy_cmd(
     templates: bool = typer.Option(
         True, "--templates/--no-templates", help="Use the base job templates in infra/prefect/."
     ),
-    cpu_workers: int = typer.Option(1, help="CPU workers: trainings at once (tag `train` limit)."),
-    gpus: int = typer.Option(1, help="GPUs in the t4 pool: TensorRT builds at once (tag `tensorrt` limit)."),
+    cpu_workers: int = typer.Option(1, help="CPU workers: trainings at once ('train' tag limit)."),
+    gpus: int = typer.Option(1, help="GPUs in the t4 pool: TensorRT builds at once ('tensorrt' tag limit)."),
 ) -> None:
-    """Create the `cpu` and `t4` work pools, the `train`/`tensorrt` tag concurrency limits and the
+    """Create the 'cpu' and 't4' work pools, the 'train' and 'tensorrt' tag concurrency limits and the
     crashed-run automation, and register prefect.yaml's deployments on the configured Prefect server
     (PREFECT_API_URL); run it from the repository root."""
     from detops.settings import get_settings

@@ -10,7 +10,7 @@ from detops.errors import DetopsError
 
 
 def quantize_cmd(
-    onnx_file: Path = typer.Argument(..., help="fp32 ONNX file written by `detops export`."),
+    onnx_file: Path = typer.Argument(..., help="fp32 ONNX file written by detops export."),
     calib_data: Path = typer.Option(
         ..., "--calib-data", help="Dataset root whose images calibrate activations."
     ),

@@ -389,6 +389,56 @@ def test_unexpected_error_is_one_line_with_a_debug_hint(
     assert "Traceback" in capsys.readouterr().err
 
 
+# A command line the parser refuses gets the parser's own answer, as any Typer/click program prints it:
+# the usage line, the help hint and its message (with its suggestion, where it has one), exit 2. The
+# wording is typer's vendored click (typer >= 0.26), whose suggestion reads "(Possible options: ...)".
+USAGE_ERRORS = [
+    pytest.param(
+        "data version --pus",
+        "Usage: detops data version [OPTIONS] [root]",
+        "No such option: --pus (Possible options: --push)",
+        id="unknown option",
+    ),
+    pytest.param(
+        "bogus", "Usage: detops [OPTIONS] COMMAND [ARGS]...", "No such command 'bogus'.", id="unknown command"
+    ),
+    pytest.param(
+        "select --latency-budget-ms 30",
+        "Usage: detops select [OPTIONS]",
+        "Missing option '--backend'.",
+        id="missing option",
+    ),
+    pytest.param(
+        "export",
+        "Usage: detops export [OPTIONS] {source}",
+        "Missing argument 'source'.",
+        id="missing argument",
+    ),
+    pytest.param(
+        "train damo_yolo_t --epochs abc",
+        "Usage: detops train [OPTIONS] [variant]",
+        "Invalid value for '--epochs': Input should be a valid integer, unable to parse string as an integer",
+        id="bad value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "usage", "message"), USAGE_ERRORS)
+def test_usage_error_is_the_parsers_own(tmp_path: Path, argv: str, usage: str, message: str) -> None:
+    proc = run_cli(argv.split(), tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    command = usage.split(" [")[0].removeprefix("Usage: ")
+    assert proc.stderr.splitlines() == [usage, f"Try '{command} --help' for help.", "", f"Error: {message}"]
+    assert proc.stdout == ""
+
+
+def test_group_without_a_command_prints_its_help(tmp_path: Path) -> None:
+    proc = run_cli(["data"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("Usage: detops data [OPTIONS] COMMAND [ARGS]...")
+    assert "validate" in proc.stderr and "unexpected" not in proc.stderr
+
+
 def test_image_of_another_size_is_refused_when_loaded(ws: Workspace) -> None:
     from detops.data.dataset import CocoDetection
 

@@ -75,3 +75,47 @@ def test_every_command_has_help(capsys):
         assert main([*path, "--help"]) == 0, path
         out = capsys.readouterr().out
         assert "Usage:" in out and len(out.splitlines()) > 4, path
+
+
+def _description(help_text: str) -> list[list[str]]:
+    """The paragraphs (lists of lines) between a help text's ``Usage:`` line and its first section."""
+    lines = help_text.splitlines()
+    end = next(
+        (i for i, line in enumerate(lines) if line.endswith(":") and not line[0].isspace()), len(lines)
+    )
+    paragraphs: list[list[str]] = [[]]
+    for line in lines[1:end]:
+        if line.strip():
+            paragraphs[-1].append(line)
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    return [p for p in paragraphs if p]
+
+
+def test_help_reads_as_plain_text(capsys, monkeypatch):
+    """Every help text (groups too): no reST/Markdown backticks, and paragraphs wrapped by the formatter
+    at the terminal width, not broken where the docstring's source lines end."""
+    import textwrap
+
+    import typer.main
+
+    from detops.cli import app
+
+    monkeypatch.setenv("COLUMNS", "80")  # click's help width: min(columns, 80) - 2
+
+    def paths(command, prefix=()):
+        yield prefix
+        for name, sub in getattr(command, "commands", {}).items():
+            if not sub.hidden:
+                yield from paths(sub, (*prefix, name))
+
+    checked = 0
+    for path in paths(typer.main.get_command(app)):
+        assert main([*path, "--help"]) == 0, path
+        out = capsys.readouterr().out
+        assert "`" not in out, (path, out)
+        for lines in _description(out):
+            text = " ".join(line.strip() for line in lines)
+            assert lines == textwrap.wrap(text, 78, initial_indent="  ", subsequent_indent="  "), (path, out)
+            checked += 1
+    assert checked > 20
