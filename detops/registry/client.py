@@ -5,8 +5,9 @@ Conventions (kept here, so every other module speaks plain values):
 * registered model per variant: ``detops-<variant>``; versions carry ``detops.*`` tags (see
   :mod:`detops.registry.register` for the list) and point at an ONNX model logged with MLflow 3's
   model logging;
-* aliases ``champion`` (what ships) and ``challenger`` (the last candidate put through the gates);
-  the deprecated stages are never used;
+* aliases ``champion`` (the version in service) and ``challenger`` (the newest candidate that is not
+  champion: registered and not yet judged, or rejected; rule in :mod:`detops.registry.promote`); the
+  deprecated stages are never used;
 * the champion history, oldest first, lives in the registered-model tag ``detops.champion_history``
   (a JSON list of version numbers) so ``rollback`` knows what to restore;
 * every decision (promotion, rejection, rollback) is an **audit record**: one MLflow run in the
@@ -413,6 +414,10 @@ class RegistryClient:
         import re
 
         return re.sub(r"//[^/@]*@", "//", self.tracking_uri)
+
+    def run_experiment_id(self, run_id: str) -> str:
+        """The experiment id of run ``run_id``."""
+        return str(self._client.get_run(run_id).info.experiment_id)
 
     def run_tags(self, run_id: str) -> dict[str, str]:
         """Tags of run ``run_id``."""

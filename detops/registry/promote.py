@@ -1,17 +1,25 @@
-"""Promotion through the policy's gates, with an audit record, and rollback.
+"""Promotion through the policy's gates, with an audit record, and rollback; the two aliases.
+
+Aliases: ``champion`` is the version in service; ``challenger`` is the newest candidate that is not
+champion: a version registered and not yet judged, or one that failed a gate. A version that was ever
+promoted (a champion now or before, or one rolled back) is no candidate. :func:`challenger_for` is that
+rule over plain values; registration (:func:`refresh_challenger`), ``promote`` and ``rollback`` apply it.
 
 ``promote`` holds the model's registry lock for the whole decision, so two promotions of one model
 run one after the other and each judges the champion the other left behind. Inside the lock:
 
-1. the candidate version becomes ``challenger``;
-2. every gate runs (pure functions over the version's tags, see :class:`~detops.registry.policy.Policy`);
-3. the decision and each gate's figure and verdict go to version tags and to an audit record;
-4. only when every gate passed: the champion history grows, the champion is re-read and compared
-   with the one the gates judged against (compare-and-set), and ``champion`` moves, last and once.
+1. every gate runs (pure functions over the version's tags, see :class:`~detops.registry.policy.Policy`);
+2. the decision and each gate's figure and verdict go to version tags and to an audit record;
+3. only when every gate passed: the champion history grows;
+4. ``challenger`` is re-pointed by the rule, the champion-to-be excluded: a promoted version loses it
+   (and it goes to the newest other candidate, or away when there is none); a rejected version keeps
+   or takes it, unless a newer candidate holds it;
+5. only when every gate passed: the champion is re-read and compared with the one the gates judged
+   against (compare-and-set), and ``champion`` moves, last and once.
 
-Any exception in 1-4 puts the aliases and the champion history back as they were and records an
-``aborted`` audit entry before re-raising. A failed gate leaves ``champion`` where it was; the
-rejected version stays ``challenger`` (it is the last candidate that was judged).
+Any exception in 2-5 puts the aliases (an absent ``challenger`` included) and the champion history
+back as they were and records an ``aborted`` audit entry before re-raising. A failed gate leaves
+``champion`` where it was.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +51,7 @@ class Decision:
         previous_champion: the champion before, ``None`` when there was none.
         champion: the champion after.
         audit_run_id: the audit record's MLflow run.
+        challenger: the challenger after, ``None`` when there is none.
     """
 
     model: str
@@ -52,11 +62,42 @@ class Decision:
     previous_champion: int | None
     champion: int | None
     audit_run_id: str
+    challenger: int | None = None
 
     @property
     def passed(self) -> bool:
         """Whether the decision moved the champion (or the rollback happened)."""
         return self.decision in ("promoted", "rolled back")
+
+
+# Decisions that put a version in service at some point: it is no candidate any more.
+_SERVED = frozenset({"promoted", "rolled back"})
+
+
+def challenger_for(versions: Iterable[tuple[int, str | None]], champion: int | None) -> int | None:
+    """The version ``challenger`` points at: the newest one that is not ``champion`` and was never in
+    service, ``None`` when there is none.
+
+    ``versions``: ``(number, decision)`` per version, in any order; ``decision`` is the version's
+    ``detops.promotion.decision`` tag (``"promoted"``, ``"rejected"``, ``"rolled back"``) or ``None``
+    when it was never judged. Promoted and rolled-back versions are excluded.
+    """
+    return max((v for v, d in versions if v != champion and d not in _SERVED), default=None)
+
+
+def _challenger_now(client: RegistryClient, name: str, champion: int | None) -> int | None:
+    """:func:`challenger_for` over the versions of ``name`` as the registry holds them now."""
+    return challenger_for(((v.version, v.tags.get(T.DECISION)) for v in client.versions(name)), champion)
+
+
+def refresh_challenger(client: RegistryClient, name: str) -> int | None:
+    """Point ``challenger`` of ``name`` by :func:`challenger_for`, under the model's registry lock
+    (``register_run`` calls it right after creating a version, which then becomes ``challenger``).
+    Returns the challenger."""
+    with client.lock(name):
+        challenger = _challenger_now(client, name, client.alias_version(name, CHAMPION))
+        client.set_alias(name, CHALLENGER, challenger)
+    return challenger
 
 
 def candidate_from_tags(tags: dict[str, str], *, backend: str) -> Candidate:
@@ -158,7 +199,6 @@ def promote(
             "tracking_uri_kind": client.tracking_uri.split(":", 1)[0],
         }
         try:
-            client.set_alias(name, CHALLENGER, version)
             audit_run = client.write_audit(record)
             version_tags = _gate_tags(results)
             version_tags.update(
@@ -171,10 +211,13 @@ def promote(
                 }
             )
             client.set_version_tags(name, version, version_tags)
-            champion = previous_champion
+            champion = version if passed else previous_champion
+            if passed and (not history or history[-1] != version):
+                client.set_champion_history(name, [*history, version])
+            challenger = _challenger_now(client, name, champion)
+            if challenger != previous_challenger:
+                client.set_alias(name, CHALLENGER, challenger)
             if passed:
-                if not history or history[-1] != version:
-                    client.set_champion_history(name, [*history, version])
                 now = client.alias_version(name, CHAMPION)
                 if now != previous_champion:  # someone outside the lock moved it: judge again
                     raise DetopsError(
@@ -183,7 +226,6 @@ def promote(
                         exit_code=1,
                     )
                 client.set_alias(name, CHAMPION, version)  # the one and last move
-                champion = version
         except BaseException as exc:
             _restore(
                 client, name, champion=previous_champion, challenger=previous_challenger, history=history
@@ -194,7 +236,7 @@ def promote(
                 )
             raise
     return Decision(
-        name, version, "promote", decision, tuple(results), previous_champion, champion, audit_run
+        name, version, "promote", decision, tuple(results), previous_champion, champion, audit_run, challenger
     )
 
 
@@ -214,7 +256,9 @@ def _restore(
 def rollback(variant: str, *, client: RegistryClient | None = None, who: str | None = None) -> Decision:
     """Restore the champion before the current one of ``detops-<variant>`` and record it.
 
-    The champion history loses its last entry. ``DetopsError`` when there is no earlier champion.
+    The champion history loses its last entry; the version taken out of service is tagged
+    ``rolled back`` and ``challenger`` is re-pointed by :func:`challenger_for`. ``DetopsError`` when
+    there is no earlier champion.
     """
     client = client or RegistryClient()
     name = model_name(variant)
@@ -252,8 +296,13 @@ def rollback(variant: str, *, client: RegistryClient | None = None, who: str | N
                 {T.DECISION: "rolled back", T.DECISION_WHEN: record["when"], T.DECISION_AUDIT: audit_run},
             )
             client.set_champion_history(name, remaining)
+            new_challenger = _challenger_now(client, name, restored)
+            if new_challenger != challenger:
+                client.set_alias(name, CHALLENGER, new_challenger)
             client.set_alias(name, CHAMPION, restored)  # last
         except BaseException:
             _restore(client, name, champion=current, challenger=challenger, history=history)
             raise
-    return Decision(name, restored, "rollback", "rolled back", (), current, restored, audit_run)
+    return Decision(
+        name, restored, "rollback", "rolled back", (), current, restored, audit_run, new_challenger
+    )

@@ -17,7 +17,7 @@ from detops.errors import DetopsError
 from detops.registry import tags as T
 from detops.registry.client import CHALLENGER, CHAMPION, RegistryClient, model_name
 from detops.registry.policy import Policy
-from detops.registry.promote import promote, rollback
+from detops.registry.promote import challenger_for, promote, refresh_challenger, rollback
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +48,7 @@ def _add(
     checkpoint_map: float | None = None,
     latency: float = 10.0,
     valid: bool | None = True,
+    challenger: bool = True,
 ) -> int:
     tags = {
         T.DATA_VALID: T.fmt_bool(valid),
@@ -55,9 +56,12 @@ def _add(
         T.MAP_CHECKPOINT: T.fmt_float(artifact_map if checkpoint_map is None else checkpoint_map),
         T.latency_tag("ort"): T.fmt_float(latency),
     }
-    return client.create_version(
+    version = client.create_version(
         model_name(variant), source=f"runs:/{run_id}/model", run_id=run_id, tags=tags
     )
+    if challenger:  # what register_run does right after create_version
+        refresh_challenger(client, model_name(variant))
+    return version
 
 
 def _aliases(client: RegistryClient, variant: str) -> tuple[int | None, int | None]:
@@ -66,6 +70,49 @@ def _aliases(client: RegistryClient, variant: str) -> tuple[int | None, int | No
 
 
 POLICY = Policy(map_tolerance=0.01, max_accuracy_drop=0.02, latency_budget_ms=50.0)
+
+
+@pytest.mark.parametrize(
+    ("versions", "champion", "expected"),
+    [
+        ([], None, None),  # no versions
+        ([(1, None)], None, 1),  # registered, not judged, no champion
+        ([(1, "promoted")], 1, None),  # the only version is the champion
+        ([(1, "promoted"), (2, "promoted")], 2, None),  # a former champion is no candidate
+        ([(1, "promoted"), (2, "rejected")], 1, 2),  # a rejected version stays challenger
+        ([(1, "promoted"), (2, "rejected"), (3, None)], 1, 3),  # ... until a newer one is registered
+        ([(1, "promoted"), (2, "rejected"), (3, "promoted")], 3, 2),  # the promoted one loses challenger
+        ([(1, "promoted"), (2, "rolled back")], 1, None),  # a version taken out of service is no candidate
+        ([(3, None), (1, "promoted"), (2, "rejected")], 1, 3),  # order of the input does not matter
+        ([(1, None), (2, None)], 2, 1),  # a champion without a decision tag (set by hand) is still excluded
+    ],
+)
+def test_challenger_for(
+    versions: list[tuple[int, str | None]], champion: int | None, expected: int | None
+) -> None:
+    assert challenger_for(versions, champion) == expected
+
+
+def test_aliases_through_register_reject_and_promote(client: RegistryClient, source_run: str) -> None:
+    """champion = the version in service; challenger = the newest candidate that is not champion."""
+    variant = _variant()
+    v1 = _add(client, source_run, variant)
+    assert _aliases(client, variant) == (None, v1)  # registered, not judged: challenger
+    assert promote(variant, policy=POLICY, client=client).decision == "promoted"
+    assert _aliases(client, variant) == (v1, None)  # the promoted version loses challenger
+    assert client.get_version(model_name(variant), v1).aliases == (CHAMPION,)
+    v2 = _add(client, source_run, variant, latency=500.0)  # too slow
+    assert _aliases(client, variant) == (v1, v2)
+    assert promote(variant, policy=POLICY, client=client).decision == "rejected"
+    assert _aliases(client, variant) == (v1, v2)  # the rejected one stays challenger, champion stays
+    v3 = _add(client, source_run, variant, artifact_map=0.35)
+    assert _aliases(client, variant) == (v1, v3)
+    decision = promote(variant, policy=POLICY, client=client)
+    assert (decision.decision, decision.champion, decision.challenger) == ("promoted", v3, v2)
+    assert _aliases(client, variant) == (v3, v2)  # v2: the newest candidate that is not champion
+    back = rollback(variant, client=client)
+    assert (back.champion, back.challenger) == (v1, v2)  # v3 was taken out of service: no candidate
+    assert _aliases(client, variant) == (v1, v2)
 
 
 def test_first_promotion_records_tags_and_audit(client: RegistryClient, source_run: str) -> None:
@@ -78,7 +125,7 @@ def test_first_promotion_records_tags_and_audit(client: RegistryClient, source_r
         v1,
         None,
     )
-    assert _aliases(client, variant) == (v1, v1)
+    assert _aliases(client, variant) == (v1, None)
     tags = client.get_version(model_name(variant), v1).tags
     assert tags[T.DECISION] == "promoted" and tags[T.DECISION_WHO] == "tester@host"
     assert tags[T.gate_tag("latency", "passed")] == "true"
@@ -125,10 +172,10 @@ def test_within_tolerance_passes_and_rollback_restores(client: RegistryClient, s
     promote(variant, policy=POLICY, client=client)
     v2 = _add(client, source_run, variant, artifact_map=0.295)  # within the 0.01 tolerance
     assert promote(variant, policy=POLICY, client=client).decision == "promoted"
-    assert _aliases(client, variant)[0] == v2
+    assert _aliases(client, variant) == (v2, None)
     back = rollback(variant, client=client, who="ops@host")
     assert (back.champion, back.previous_champion, back.decision) == (v1, v2, "rolled back")
-    assert _aliases(client, variant)[0] == v1
+    assert _aliases(client, variant) == (v1, None)  # the rolled-back version is no candidate
     assert client.champion_history(name) == [v1]
     record = client.audit_records(name)[-1]
     assert (record["action"], record["version"], record["previous_champion"], record["who"]) == (
@@ -183,8 +230,7 @@ class FailingClient(RegistryClient):
         super().set_champion_history(name, history)
 
     def set_alias(self, name: str, alias: str, version: int | None) -> None:
-        if alias == CHAMPION:
-            self._maybe_fail("set_champion")
+        self._maybe_fail({CHAMPION: "set_champion", CHALLENGER: "set_challenger"}[alias])
         super().set_alias(name, alias, version)
 
 
@@ -194,6 +240,7 @@ class FailingClient(RegistryClient):
         pytest.param("write_audit", marks=pytest.mark.slow),
         pytest.param("set_version_tags", marks=pytest.mark.slow),
         "set_champion_history",
+        "set_challenger",
         "set_champion",
     ],
 )
@@ -207,15 +254,38 @@ def test_exception_midway_leaves_aliases_as_they_were(
     v2 = _add(client, source_run, variant, artifact_map=0.4, checkpoint_map=0.4)
     promote(variant, policy=Policy(latency_budget_ms=1.0), client=client)  # rejected: v2 is challenger
     v3 = _add(client, source_run, variant, artifact_map=0.5, checkpoint_map=0.5)
+    assert _aliases(client, variant) == (v1, v3)  # registered, not judged: v3 is challenger
     failing = FailingClient(tracking_uri=mlflow_server.url, fail_at=step)
     with pytest.raises(_Boom):
         promote(variant, policy=POLICY, client=failing)
-    assert _aliases(client, variant) == (v1, v2)
+    assert _aliases(client, variant) == (v1, v3)
     assert client.champion_history(name) == [v1]
-    assert v3 > v2
     assert not client.model_exists(f"lock--{name}")  # the lock was released
     # and the same promotion succeeds once nothing fails
     assert promote(variant, policy=POLICY, client=client).champion == v3
+    assert _aliases(client, variant) == (v3, v2)
+
+
+@pytest.mark.parametrize("step", ["set_challenger", "set_champion"])
+def test_exception_midway_restores_an_absent_challenger(
+    client: RegistryClient, source_run: str, mlflow_server: Any, step: str
+) -> None:
+    variant = _variant()
+    name = model_name(variant)
+    v1 = _add(client, source_run, variant)
+    promote(variant, policy=POLICY, client=client)
+    assert _aliases(client, variant) == (v1, None)
+    # versions created without the alias (as by a detops that did not keep challenger)
+    v2 = _add(client, source_run, variant, challenger=False)
+    v3 = _add(client, source_run, variant, latency=500.0, challenger=False)
+    assert _aliases(client, variant) == (v1, None)
+    failing = FailingClient(tracking_uri=mlflow_server.url, fail_at=step)
+    with pytest.raises(_Boom):  # the promotion points challenger at v3 before champion moves
+        promote(variant, policy=POLICY, version=v2, client=failing)
+    assert _aliases(client, variant) == (v1, None)  # still no challenger
+    assert client.champion_history(name) == [v1]
+    assert promote(variant, policy=POLICY, version=v2, client=client).decision == "promoted"
+    assert _aliases(client, variant) == (v2, v3)
 
 
 def test_racing_promotions_leave_one_consistent_champion(
@@ -256,8 +326,10 @@ def test_racing_promotions_leave_one_consistent_champion(
         assert d.previous_champion == history[history.index(d.version) - 1]
     if results[v2].decision == "rejected":
         assert results[v2].previous_champion == v3 and history == [v1, v3]
+        assert _aliases(client, variant) == (v3, v2)
     else:
         assert history == [v1, v2, v3]
+        assert _aliases(client, variant) == (v3, None)
 
 
 def test_lock_excludes_and_breaks_when_stale(client: RegistryClient, mlflow_server: Any) -> None:
@@ -299,7 +371,7 @@ def test_cli_promote_rollback_and_select(
         assert main(["promote", variant, "--policy", str(policy), "--json"]) == 1  # too slow for 15 ms
         captured = capsys.readouterr().out
         out = json.loads(captured[captured.index("{") :])
-        assert out["decision"] == "rejected" and out["champion"] == v1
+        assert out["decision"] == "rejected" and out["champion"] == v1 and out["challenger"] == v2
         assert main(["promote", variant, "--version", str(v2)]) == 0
         capsys.readouterr()
         assert main(["select", "--latency-budget-ms", "1e9", "--backend", "ort", "--json"]) == 0

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from detops.registry import tags as T
-from detops.registry.client import CHAMPION, RegistryClient, model_name
+from detops.registry.client import CHALLENGER, CHAMPION, RegistryClient, model_name
 
 pytestmark = pytest.mark.slow
 
@@ -84,9 +84,12 @@ def test_register_promote_resolve_select_report(tiny_run: Path, mlflow_server: A
     assert "signature:" in mlmodel and "input_example" in mlmodel and "onnx" in mlmodel
     # the run directory now points at the MLflow run that holds the model
     assert (tiny_run / "mlflow_run_id").read_text().strip() == reg.run_id
+    # registered, not yet judged: the new version is challenger
+    assert client.alias_version(name, CHALLENGER) == reg.version
 
     decision = promote(VARIANT, client=client)  # default policy
     assert decision.decision == "promoted" and client.alias_version(name, CHAMPION) == reg.version
+    assert client.alias_version(name, CHALLENGER) != reg.version  # the promoted version lost challenger
 
     onnx_path = resolve_model_uri(f"models:/{name}@champion", settings=settings)
     assert onnx_path.suffix == ".onnx" and read_onnx_metadata(onnx_path).variant == VARIANT
