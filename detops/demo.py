@@ -1,21 +1,32 @@
-"""The main job on embedded defaults: synthesise, validate, version, train briefly, evaluate, deploy.
+"""The main job on embedded defaults: synthesise, validate, version, train, deploy, register, promote.
 
-``detops demo`` (and so ``make demo``) runs this. Every step is a library call the later Prefect flows
-will wrap as tasks; nothing here needs a server.
+``detops demo`` runs it as the Prefect ``retrain`` flow (``detops.cli.demo_flow``); ``detops demo
+--no-flow`` runs ``run_demo`` here: the same library calls in the same order, without Prefect. Both
+end with ``closing_text``: the deployed artifacts, the promotions, the comparison report and the time
+each stage took.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from detops.settings import Settings
 
-# (variant, epochs): short enough that `make demo` (set-up, the retrain flow, deploy, registry) stays
-# under 10 minutes on an idle 2-core CPU; the README has the measured times and mAPs.
+log = logging.getLogger(__name__)
+
+# (variant, epochs), trained in this order; the same schedule as the flow's smoke preset
+# (tasks/presets.py). The README has the measured times and mAPs.
 DEMO_RUNS: tuple[tuple[str, int], ...] = (("damo_yolo_t", 8), ("rtdetrv2_s", 3))
+DEPLOY_BACKENDS: tuple[str, ...] = ("ort", "openvino")
+TENSORRT_NOTE = (
+    "TensorRT build, profile and engine evaluation skipped: no `t4` pool here (run without Prefect)."
+)
 
 
 @dataclass(frozen=True)
@@ -29,148 +40,195 @@ class DemoConfig:
     synth_size: int = 320
     runs: tuple[tuple[str, int], ...] = DEMO_RUNS
     """(variant, epochs) pairs, trained in this order."""
-    img_size: int = 256
+    img_size: int = 192
     batch_size: int = 8
     workers: int = 0
-    profile_seconds: float = 1.5
+    eval_interval: int = 2
+    """Validate every this many epochs (and after the last)."""
+    profile_seconds: float = 1.0
     """Timed seconds per profile measurement of each deployed artifact (after a short warm-up)."""
+    progress: bool = False
+    """Progress bars during training (``--verbose``)."""
 
 
-def run_demo(
-    *, settings: Settings, config: DemoConfig = DemoConfig(), echo: Callable[[str], None] = print
-) -> dict[str, Any]:
-    """Run the demo pipeline; returns ``{"version", "runs": {variant: fit summary}, "stats": {variant:
-    COCO stats of the best checkpoint on the val split}, "deploy": {variant: {"onnx", "evaluation",
-    "profiles": {backend: profile dict}}}, "registry": see ``register_and_promote``}``.
+@dataclass
+class StageClock:
+    """Wall time of each stage, in the order they ran: ``with clock("train x"): ...``."""
 
-    After training, each best checkpoint is exported to ONNX beside it, the ONNX artifact is evaluated
-    on the val split against the checkpoint (``--reference``), profiled on ONNX Runtime and OpenVINO,
-    and one table compares them. Finally both runs are registered in MLflow (the settings' store),
-    promoted under the default policy, and the comparison report is printed with the command that
-    opens the MLflow UI.
+    rows: list[tuple[str, float]] = field(default_factory=list)
 
-    Writes the dataset to ``<project root>/data``, Data Docs and runs under ``settings.home``.
-    Raises ``DetopsError`` (via the steps) when any step fails; later steps then do not run.
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.rows.append((name, time.perf_counter() - start))
+
+
+def stage_table(rows: Sequence[tuple[str, float]], *, total: float) -> str:
+    """The time each stage took as printable text, with its share of ``total`` seconds, and the
+    time no stage accounts for (imports, the flow engine) when it is 5 % of the total or more."""
+    width = max([len(name) for name, _ in rows] + [len("total")])
+    lines = [f"{'stage':<{width}}  {'seconds':>8}  {'share':>6}"]
+    rest = total - sum(sec for _, sec in rows)
+    shown = [*rows, ("other (start-up, orchestration)", rest)] if rest >= 0.05 * total else list(rows)
+    width = max(width, *(len(name) for name, _ in shown))
+    lines[0] = f"{'stage':<{width}}  {'seconds':>8}  {'share':>6}"
+    lines += [f"{name:<{width}}  {sec:>8.1f}  {sec / total:>6.0%}" for name, sec in shown]
+    lines.append(f"{'total':<{width}}  {total:>8.1f}")
+    return "\n".join(lines)
+
+
+def stage_rows(rows: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    """``rows`` (a stage or task run name, seconds) summed into the demo's stages, in order of first
+    appearance: ``data`` (synthesise, validate, version), each ``train <variant>``, ``deploy``
+    (export, evaluate, profile), ``registry`` (register, promote, report, TensorRT dispatch) and
+    whatever else ran (the Prefect API's start) under its own name."""
+    out: dict[str, float] = {}
+    for name, seconds in rows:
+        words = name.replace("-", " ").split()
+        if words[0] in ("synthesise", "validate", "version", "plan"):
+            group = "data (synthesise, validate, version)"
+        elif words[0] == "train" and len(words) > 1:
+            group = f"train {words[1]}"
+        elif words[0] in ("export", "evaluate", "profile"):
+            group = "deploy (export, evaluate, profile)"
+        elif words[0] in ("register", "promote", "report", "dispatch"):
+            group = "registry (register, promote, report)"
+        else:
+            group = name
+        out[group] = out.get(group, 0.0) + seconds
+    return list(out.items())
+
+
+def run_demo(*, settings: Settings, config: DemoConfig = DemoConfig()) -> dict[str, Any]:
+    """Run the demo pipeline without Prefect; returns what the ``retrain`` flow returns (``dataset``,
+    ``deployed``, ``registered``, ``decisions``, ``tensorrt``, ``report``) plus ``stages`` ([(name,
+    seconds)]).
+
+    Writes the dataset to ``<project root>/data``, Data Docs, runs and the MLflow store under
+    ``settings.home``. Each training is tracked in MLflow exactly as ``detops train`` tracks it; the
+    export, the artifact evaluations and the profiles are logged into that run, and the registered
+    version points at it. Raises ``DetopsError`` when a step fails; later steps then do not run.
     """
     from detops.data.synth import synthesize
-    from detops.data.validate import failure_table, validate_dataset
+    from detops.data.validate import validate_dataset
     from detops.data.versioning import version_dataset
+    from detops.deploy.pipeline import evaluate_run, export_run, profile_run
     from detops.engine.fit import fit
-    from detops.engine.inference import evaluate_checkpoint
     from detops.errors import DetopsError
-    from detops.evaluation import format_stats
+    from detops.registry.pipeline import register_and_promote
+    from detops.tracking.training import tracked_training
 
     data_root = Path(settings.project_root) / "data"
     home = Path(settings.home)
+    clock = StageClock()
 
-    echo(f"[1/4] synthesising a COCO-format dataset into {data_root} (seed {config.seed})")
-    summary = synthesize(
-        data_root, train=config.train_images, val=config.val_images, size=config.synth_size, seed=config.seed
-    )
-    echo(f"      {summary}")
-
-    echo("[2/4] validating it with Great Expectations")
-    report = validate_dataset(data_root, docs_dir=home / "data-docs")
-    if not report.success:
-        from rich.console import Console
-
-        Console().print(failure_table(report))
-        raise DetopsError(f"{data_root}: failed validation; Data Docs at {report.docs_path}", exit_code=1)
-    echo(f"      valid; Data Docs at {report.docs_path}")
-
-    echo(f"[3/4] versioning it with DVC and pushing to the {settings.dvc_remote} remote")
-    version = version_dataset(data_root, settings=settings, push=True)
-    echo(
-        f"      dataset version {version.md5} ({version.files} files, {version.pushed} pushed to {version.remote})"
-    )
-
-    runs: dict[str, Any] = {}
-    for i, (variant, epochs) in enumerate(config.runs, start=1):
-        echo(f"[4/4] training {variant} ({i}/{len(config.runs)}): {epochs} epochs at {config.img_size} px")
-        runs[variant] = fit(
-            variant,
-            data_root=data_root,
-            epochs=epochs,
-            out_dir=home / "runs" / f"demo-{variant}",
-            img_size=config.img_size,
-            batch_size=config.batch_size,
-            workers=config.workers,
+    with clock("synthesise data"):
+        summary = synthesize(
+            data_root,
+            train=config.train_images,
+            val=config.val_images,
+            size=config.synth_size,
             seed=config.seed,
+            progress=False,
         )
-    stats: dict[str, Any] = {}
-    for variant, run in runs.items():
-        best = run["checkpoints"]["best"]
-        stats[variant] = evaluate_checkpoint(best, data_root=data_root, split="val", workers=config.workers)
-        echo("")
-        echo(f"COCO bbox mAP of {variant} on the val split ({best}, epoch {run['best_epoch']}):")
-        echo(format_stats(stats[variant]))
-    deployed = deploy_runs(runs, data_root=data_root, config=config, echo=echo)
-    from detops.registry.pipeline import register_and_promote
+    log.info("[data] synthetic COCO dataset (seed %d): %s", config.seed, summary)
+    with clock("validate data"):
+        report = validate_dataset(data_root, docs_dir=home / "data-docs")
+    if not report.success:
+        raise DetopsError(f"{data_root}: failed validation; Data Docs at {report.docs_path}", exit_code=1)
+    with clock("version data"):
+        version = version_dataset(data_root, settings=settings, push=True, validate=False)
 
-    echo("")
-    echo("[registry] registering both models in MLflow and promoting them under the default policy")
-    registry = register_and_promote(
-        runs, settings=settings, deployed=deployed, data_valid=report.success, echo=echo
-    )
+    runs: list[dict[str, Any]] = []
+    for variant, epochs in config.runs:
+        log.info("[train] %s: %d epochs at %d px", variant, epochs, config.img_size)
+        with clock(f"train {variant}"), tracked_training(settings=settings) as tracking:
+            run = fit(
+                variant,
+                data_root=data_root,
+                epochs=epochs,
+                out_dir=home / "runs" / f"demo-{variant}",
+                img_size=config.img_size,
+                batch_size=config.batch_size,
+                workers=config.workers,
+                seed=config.seed,
+                callbacks=tracking.callbacks,
+                overrides={"eval_interval": config.eval_interval, "progress": config.progress},
+            )
+        runs.append({**run, "run_id": tracking.run_id})
+
+    deployed: dict[str, Any] = {}
+    for run in runs:
+        variant = run["variant"]
+        with clock(f"export {variant}"):
+            artifact = export_run(run, settings=settings)
+        with clock(f"evaluate {variant}"):
+            evaluations = evaluate_run(
+                artifact, backends=DEPLOY_BACKENDS, data_root=str(data_root), settings=settings
+            )
+        with clock(f"profile {variant}"):
+            profiles = {
+                b: profile_run(artifact, backend=b, seconds=config.profile_seconds, settings=settings)
+                for b in DEPLOY_BACKENDS
+            }
+        deployed[variant] = {
+            "onnx": artifact["onnx"],
+            "evaluations": evaluations,
+            "profiles": profiles,
+            "max_rel_error": artifact["max_rel_error"],
+            "run_id": artifact["run_id"],
+        }
+    with clock("register, promote, report"):
+        registry = register_and_promote(runs, deployed=deployed, settings=settings, data_valid=report.success)
     return {
-        "version": {"md5": version.md5, "files": version.files},
-        "runs": runs,
-        "stats": stats,
-        "deploy": deployed,
-        "registry": registry,
+        "dataset": {"root": str(data_root), "md5": version.md5, "files": version.files},
+        "runs": {run["variant"]: run for run in runs},
+        "deployed": deployed,
+        **registry,
+        "tensorrt": {"dispatched": False, "detail": TENSORRT_NOTE},
+        "stages": clock.rows,
     }
 
 
-DEPLOY_BACKENDS: tuple[str, ...] = ("ort", "openvino")
-
-
-def deploy_runs(
-    runs: dict[str, Any], *, data_root: Path, config: DemoConfig, echo: Callable[[str], None] = print
-) -> dict[str, Any]:
-    """Export each run's best checkpoint (batch 1), evaluate the ONNX file against it on val, profile it
-    on ONNX Runtime and OpenVINO (batch 1, model only), and print one comparison table."""
-    from detops.deploy.evaluate import evaluate_artifact
-    from detops.deploy.exporting import export_artifact
-    from detops.deploy.profile import profile_runner
-    from detops.deploy.runners.base import load_runner
-
-    out: dict[str, Any] = {}
-    for variant, run in runs.items():
-        best = Path(run["checkpoints"]["best"])
-        echo(f"[deploy] exporting {variant} to ONNX, evaluating it against {best.name}, profiling it")
-        # A fixed batch of 1: the CPU latency case, and ONNX Runtime fuses more of a static graph
-        # (see the README's deploy section); evaluation feeds it one image at a time.
-        report, _ = export_artifact(best, batch=1)
-        evaluation = evaluate_artifact(
-            report.path, backend="ort", data_root=data_root, split="val", reference=best
-        )
-        profiles = {}
-        for backend in DEPLOY_BACKENDS:
-            runner = load_runner(report.path, backend=backend)
-            profiles[backend] = profile_runner(
-                runner, artifact=str(report.path), batch=1, warmup=3, seconds=config.profile_seconds
-            )
-        out[variant] = {
-            "onnx": str(report.path),
-            "evaluation": evaluation,
-            "profiles": profiles,
-            "max_rel_error": report.max_rel_error,
-        }
-    echo("")
-    echo(deploy_table(out))
-    return out
-
-
-def deploy_table(deployed: dict[str, Any]) -> str:
-    """variant, mAP (PyTorch), mAP (ONNX), delta, CPU ms (ORT), CPU ms (OpenVINO) as printable text;
-    CPU ms is the median model time at batch 1 with the runtime's default threads."""
-    header = f"{'variant':<16}{'mAP (PyTorch)':>14}{'mAP (ONNX)':>12}{'delta':>9}{'CPU ms (ORT)':>14}{'CPU ms (OpenVINO)':>19}"
-    lines = ["Deployed artifacts (val split; CPU ms = median model time, batch 1):", header]
+def deploy_table(deployed: dict[str, Any], *, backends: Sequence[str] = DEPLOY_BACKENDS) -> str:
+    """variant, mAP of the checkpoint and of the ONNX artifact on each backend, and CPU ms on each
+    backend, as printable text; CPU ms is the median model time at batch 1."""
+    names = {"ort": "ORT", "openvino": "OpenVINO", "tensorrt": "TensorRT"}
+    heads = ["mAP PyTorch", *(f"mAP {names.get(b, b)}" for b in backends)]
+    heads += [f"ms {names.get(b, b)}" for b in backends]
+    lines = [
+        "Deployed artifacts (val split, mAP 50:95; ms = median CPU model time, batch 1):",
+        f"{'variant':<14}" + "".join(f"{h:>13}" for h in heads),
+    ]
     for variant, d in deployed.items():
-        ev = d["evaluation"]
-        ms = [d["profiles"][b]["model"]["median_ms"] for b in DEPLOY_BACKENDS]
-        lines.append(
-            f"{variant:<16}{ev['reference']['AP']:>14.4f}{ev['AP']:>12.4f}{ev['delta']['AP']:>+9.4f}"
-            f"{ms[0]:>14.2f}{ms[1]:>19.2f}"
-        )
+        evals = d["evaluations"]
+        reference = next(e["reference"]["AP"] for e in evals.values() if "reference" in e)
+        cells = [f"{reference:.4f}"]
+        cells += [f"{evals[b]['AP']:.4f}" if b in evals else "-" for b in backends]
+        cells += [
+            f"{d['profiles'][b]['model']['median_ms']:.2f}" if b in d["profiles"] else "-" for b in backends
+        ]
+        lines.append(f"{variant:<14}" + "".join(f"{c:>13}" for c in cells))
     return "\n".join(lines)
+
+
+def closing_text(result: dict[str, Any], *, total_s: float, log_file: Path | None) -> str:
+    """What the demo prints at the end, flow or not: the deployed artifacts, the TensorRT note, the
+    comparison report (champions marked), the time per stage (grouped by ``stage_rows``), the log
+    file and the UI command. The promotions were logged as they happened."""
+    parts = [deploy_table(result["deployed"]), ""]
+    parts += [f"[tensorrt] {result['tensorrt']['detail']}", ""]
+    parts += [
+        "Comparison report (registry champions beside the published figures):",
+        result["report"]["markdown"],
+    ]
+    parts += ["Time per stage:", stage_table(stage_rows(result["stages"]), total=total_s), ""]
+    if log_file is not None:
+        parts.append(f"Full log: {log_file}")
+    parts.append(
+        "Open the MLflow UI (training runs with curves, registered versions, aliases) with:  detops ui"
+    )
+    return "\n".join(parts)

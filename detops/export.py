@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,6 +33,9 @@ class ExportReport:
     input_names: list[str]
     output_names: list[str]
     max_rel_error: dict[str, float]
+    parity_outputs: list[str] = field(default_factory=list)
+    """The outputs the parity check held to its tolerance (the others may legitimately differ, e.g.
+    boxes reordered among near-equal scores after a top-k)."""
 
 
 def relative_error(actual: np.ndarray, reference: np.ndarray) -> float:
@@ -161,4 +164,5 @@ def export_onnx(
         input_names=list(wrapper.input_names),
         output_names=list(wrapper.output_names),
         max_rel_error=errors,
+        parity_outputs=gated,
     )

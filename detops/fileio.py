@@ -44,3 +44,26 @@ def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | None = 2
     with atomic_open(path, "w") as fh:
         json.dump(obj, fh, indent=indent)
         fh.write("\n")
+
+
+def atomic_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Make ``dst`` a complete copy of the file ``src``, atomically: a hard link where the file
+    system allows (no bytes written: a later atomic replace of ``src`` gives ``src`` a new inode and
+    leaves ``dst`` as it was), else a byte copy through ``atomic_path``."""
+    source, target = Path(src), Path(dst)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(source, tmp)
+    except OSError:
+        import shutil
+
+        with atomic_path(target) as copy:
+            shutil.copyfile(source, copy)
+        return
+    try:
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

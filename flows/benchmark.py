@@ -10,7 +10,7 @@ from tasks.deploy import build_engine, profile, tensorrt_status
 from tasks.registry import fetch_version, record_benchmark
 
 
-@flow(name="benchmark", log_prints=True)
+@flow(name="benchmark")
 def benchmark(
     versions: dict[str, int],
     backends: tuple[str, ...] = ("ort", "openvino", "tensorrt"),
@@ -22,9 +22,12 @@ def benchmark(
     fetched = [fetch_version(variant, version) for variant, version in versions.items()]
     trt = tensorrt_status() if "tensorrt" in backends else {"available": False, "detail": "not asked"}
     cpu = [b for b in backends if b != "tensorrt"]
-    profiles = {b: [profile(f["onnx"], backend=b, seconds=profile_seconds) for f in fetched] for b in cpu}
+    profiles = {b: [profile(f, backend=b, seconds=profile_seconds) for f in fetched] for b in cpu}
     if "tensorrt" in backends and trt["available"]:
         engines = [build_engine(f["onnx"]) for f in fetched]
-        profiles["tensorrt"] = [profile(e, backend="tensorrt", seconds=profile_seconds) for e in engines]
+        profiles["tensorrt"] = [
+            profile({"onnx": e, "variant": f["variant"]}, backend="tensorrt", seconds=profile_seconds)
+            for f, e in zip(fetched, engines, strict=True)
+        ]
     unavailable = {} if trt["available"] or "tensorrt" not in backends else {"tensorrt": trt["detail"]}
     return record_benchmark(fetched, profiles, unavailable=unavailable)

@@ -9,7 +9,7 @@ from prefect import flow
 from tasks.registry import promote, report
 
 
-@flow(name="promote", log_prints=True)
+@flow(name="promote")
 def promote_versions(
     versions: dict[str, int],
     policy: dict[str, Any] | None = None,

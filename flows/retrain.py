@@ -15,14 +15,15 @@ from tasks.train import plan_run, train
 
 DEFAULT_VARIANTS: tuple[str, ...] = ("damo_yolo_t", "rtdetrv2_s")
 CPU_BACKENDS: tuple[str, ...] = ("ort", "openvino")
-MAX_PARALLEL = 2
-"""Variants in flight at once in one flow run (the task runner's threads). The ``train`` tag's
-concurrency limit on the server (``detops deploy``: one per CPU worker) bounds trainings on top of
-this; where it is 1, trainings run one after the other (and are bit-reproducible: threads share
-torch's global RNG). Profiling is always one at a time."""
+MAX_PARALLEL = 1
+"""Tasks in flight at once in one flow run (the task runner's threads). One: a flow run's process
+trains on the CPUs of one machine, so a second training there would only share them; and a training
+in a second thread, while the first one's thread lives on in the pool, ran 11% slower per epoch
+(RT-DETRv2-S at 192 px, 30.5 s against 34.1 s on this 2-core Xeon; the same in one thread after the
+other). The ``train`` tag's concurrency limit bounds trainings across flow runs."""
 
 
-@flow(name="retrain", task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL), log_prints=True)  # type: ignore[arg-type]
+@flow(name="retrain", task_runner=ThreadPoolTaskRunner(max_workers=MAX_PARALLEL))  # type: ignore[arg-type]
 def retrain(
     variants: tuple[str, ...] = DEFAULT_VARIANTS,
     dataset_root: str | None = None,
@@ -47,18 +48,22 @@ def retrain(
     ).result()
     runs = train.map(plans).result()
     artifacts = [export(run) for run in runs]  # one at a time: torch.onnx.export is not thread-safe
-    evaluations = evaluate.map(artifacts, data_root=dataset["root"]).result()
+    # every profiled backend is evaluated too, so each is selectable by `select`/`promote`
+    evaluations = evaluate.map(artifacts, data_root=dataset["root"], backends=unmapped(backends)).result()
     # one profile at a time: two timings sharing the machine would each report the other's load
-    profiles = [{b: profile(a["onnx"], backend=b) for b in backends} for a in artifacts]
+    profiles = [
+        {b: profile(a, backend=b, seconds=plan["profile_seconds"]) for b in backends}
+        for a, plan in zip(artifacts, plans, strict=True)
+    ]
     registered = [
-        register(run, artifact=a, evaluation=e, profiles=p, data_valid=True)
+        register(run, artifact=a, evaluations=e, profiles=p, data_valid=True)
         for run, a, e, p in zip(runs, artifacts, evaluations, profiles, strict=True)
     ]
     tensorrt = dispatch_tensorrt({r["variant"]: r["version"] for r in registered}, pool=tensorrt_pool)
     decisions = promote.map(registered, policy=unmapped(policy), latency_budget_ms=latency_budget_ms).result()
-    out = report(decisions, notes=(tensorrt["detail"],))
+    out = report(decisions, registered=registered, notes=(tensorrt["detail"],))
     deployed = {
-        a["variant"]: {"onnx": a["onnx"], "evaluation": e, "profiles": p}
+        a["variant"]: {"onnx": a["onnx"], "evaluations": e, "profiles": p, "run_id": a["run_id"]}
         for a, e, p in zip(artifacts, evaluations, profiles, strict=True)
     }
     return {

@@ -29,12 +29,21 @@ def code_digest(*packages: str | Path) -> str:
     return h.hexdigest()
 
 
-def train_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """Prefect ``cache_key_fn`` of the training task: its plan's ``key`` (see ``run_key``)."""
-    return f"train-{parameters['plan']['key']}"
+def train_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
+    """Prefect ``cache_key_fn`` of the training task: its plan's ``key`` (see ``run_key``), or None
+    (no cache: train) when the run directory no longer holds the finished run. Prefect keeps its
+    cache outside the home directory: after ``make clean`` a cached summary would name checkpoints
+    that are gone."""
+    plan = parameters["plan"]
+    run_dir = Path(plan["run_dir"])
+    if not ((run_dir / "best.pt").is_file() and (run_dir / "summary.json").is_file()):
+        return None
+    return f"train-{plan['key']}"
 
 
 def register_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """Prefect ``cache_key_fn`` of registration: the training key of the run being registered, so a
-    rerun of unchanged training reuses the version already registered instead of adding one."""
-    return f"register-{parameters['run']['key']}"
+    """Prefect ``cache_key_fn`` of registration: the training key and the MLflow run of the run being
+    registered, so a rerun of unchanged training reuses the version already registered instead of
+    adding one, and a training run again (into a new MLflow run) is registered again."""
+    run = parameters["run"]
+    return f"register-{run['key']}-{run.get('run_id')}"

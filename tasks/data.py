@@ -67,5 +67,6 @@ def version_data(root: str | None = None, *, push: bool = True) -> dict[str, Any
     from detops.data.versioning import version_dataset
     from detops.settings import get_settings
 
-    v = version_dataset(_data_root(root), settings=get_settings(), push=push)
+    # the flow's validate-data step has just validated this dataset: not a second time here
+    v = version_dataset(_data_root(root), settings=get_settings(), push=push, validate=False)
     return {"root": _data_root(root), "md5": v.md5, "files": v.files, "remote": v.remote, "pushed": v.pushed}

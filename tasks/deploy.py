@@ -9,41 +9,40 @@ from prefect import task
 from tasks.retry import retry_transient
 
 
-@task(name="export-onnx", tags=["deploy"], timeout_seconds=1800)
+@task(name="export-onnx", task_run_name="export-{run[variant]}", tags=["deploy"], timeout_seconds=1800)
 def export(run: dict[str, Any]) -> dict[str, Any]:
-    """Export the best checkpoint of ``run`` (``train``'s summary) to ONNX at batch 1 (the CPU
-    latency case); ``{"variant", "onnx", "checkpoint", "max_rel_error"}``."""
-    from detops.deploy.exporting import export_artifact
+    """``export_run``: the best checkpoint of ``run`` (``train``'s summary) to ONNX at batch 1, parity
+    errors logged into its MLflow run; ``{"variant", "onnx", "checkpoint", "max_rel_error", "run_id"}``."""
+    from detops.deploy.pipeline import export_run
 
-    report, _ = export_artifact(run["checkpoints"]["best"], batch=1)
-    return {
-        "variant": run["variant"],
-        "onnx": str(report.path),
-        "checkpoint": run["checkpoints"]["best"],
-        "max_rel_error": report.max_rel_error,
-    }
+    return export_run(run)
 
 
-@task(name="evaluate-artifact", tags=["deploy"], timeout_seconds=3600)
-def evaluate(artifact: dict[str, Any], *, data_root: str, backend: str = "ort") -> dict[str, Any]:
-    """COCO stats of the exported ``artifact`` on ``backend`` on the val split, with its checkpoint's
-    stats as ``reference`` and the ``delta`` between them (``evaluate_artifact``)."""
-    from detops.deploy.evaluate import evaluate_artifact
+# No timeout_seconds on the tasks the flow maps: they run in the task runner's worker threads, where
+# Prefect's timeout cannot interrupt them (and warns on every run); the flow's timeout bounds them.
+@task(name="evaluate-artifact", task_run_name="evaluate-{artifact[variant]}", tags=["deploy"])
+def evaluate(
+    artifact: dict[str, Any], *, data_root: str, backends: tuple[str, ...] = ("ort",)
+) -> dict[str, dict[str, Any]]:
+    """``evaluate_run``: COCO stats of the exported ``artifact`` on each of ``backends`` on the val
+    split against its checkpoint (scored once), logged into its MLflow run; ``{backend: stats}``."""
+    from detops.deploy.pipeline import evaluate_run
 
-    return evaluate_artifact(
-        artifact["onnx"], backend=backend, data_root=data_root, split="val", reference=artifact["checkpoint"]
-    )
+    return evaluate_run(artifact, backends=backends, data_root=data_root)
 
 
-@task(name="profile", tags=["deploy", "profile"], timeout_seconds=1800)
-def profile(onnx: str, *, backend: str, seconds: float = 1.5) -> dict[str, Any]:
-    """``profile_runner`` of the ONNX file ``onnx`` on ``backend`` at batch 1 (``PROFILE_SCHEMA``)."""
-    from detops.deploy.profile import profile_runner
-    from detops.deploy.runners.base import load_runner
+@task(
+    name="profile",
+    task_run_name="profile-{artifact[variant]}-{backend}",
+    tags=["deploy", "profile"],
+    timeout_seconds=1800,
+)
+def profile(artifact: dict[str, Any], *, backend: str, seconds: float = 1.5) -> dict[str, Any]:
+    """``profile_run``: ``artifact``'s ONNX file (``export``'s dict, or ``{"onnx"}``) on ``backend`` at
+    batch 1 (``PROFILE_SCHEMA``), logged into its training's MLflow run when known."""
+    from detops.deploy.pipeline import profile_run
 
-    return profile_runner(
-        load_runner(onnx, backend=backend), artifact=onnx, batch=1, warmup=3, seconds=seconds
-    )
+    return profile_run(artifact, backend=backend, seconds=seconds)
 
 
 @task(name="tensorrt-available", tags=["deploy"])

@@ -13,16 +13,20 @@ from tasks.retry import retry_transient
 TAGGED_BACKENDS: tuple[str, ...] = ("tensorrt",)
 """Backends whose benchmark latency is written onto the registry version."""
 
-_MLFLOW: dict[str, Any] = {
+_MLFLOW_RETRIES: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": [5, 20, 60],
     "retry_condition_fn": retry_transient,
-    "timeout_seconds": 1800,
 }
+_MLFLOW: dict[str, Any] = {**_MLFLOW_RETRIES, "timeout_seconds": 1800}
+"""Retries of transient MLflow failures, and a timeout for the tasks a flow calls directly (in its
+own thread). Mapped tasks (``promote``) run in worker threads, where Prefect cannot enforce a
+timeout: they rely on MLflow's HTTP request timeout instead."""
 
 
 @task(
     name="register",
+    task_run_name="register-{run[variant]}",
     tags=["mlflow"],
     cache_key_fn=register_cache_key,
     cache_expiration=timedelta(days=30),
@@ -33,84 +37,96 @@ def register(
     run: dict[str, Any],
     *,
     artifact: dict[str, Any],
-    evaluation: dict[str, Any],
+    evaluations: dict[str, dict[str, Any]],
     profiles: dict[str, dict[str, Any]],
     data_valid: bool,
 ) -> dict[str, Any]:
-    """Register ``run`` (``train``'s summary) with the measured deploy results as a new version of
-    ``detops-<variant>``; ``{"variant", "model", "version", "run_id"}``. Cached on the run's training
-    key, so a rerun of unchanged training adds no second version."""
-    from detops.registry.register import register_run
+    """``register_deployed``: ``run`` (``train``'s summary) with the measured deploy results as a new
+    version of ``detops-<variant>`` pointing at the training's MLflow run; ``{"variant", "model",
+    "version", "run_id"}``. Cached on the run's training key, so a rerun of unchanged training adds no
+    second version."""
+    from detops.registry.pipeline import register_deployed
     from detops.settings import get_settings
 
-    reg = register_run(
-        run["run_dir"],
+    return register_deployed(
+        run,
         settings=get_settings(),
         deployed={
             "onnx": artifact["onnx"],
-            "evaluation": evaluation,
+            "evaluations": evaluations,
             "profiles": profiles,
             "max_rel_error": artifact["max_rel_error"],
         },
         data_valid=data_valid,
     )
-    return {"variant": run["variant"], "model": reg.model, "version": reg.version, "run_id": reg.run_id}
 
 
-@task(name="promote", tags=["mlflow"], **_MLFLOW)
+@task(name="promote", task_run_name="promote-{registered[variant]}", tags=["mlflow"], **_MLFLOW_RETRIES)
 def promote(
     registered: dict[str, Any],
     *,
     policy: dict[str, Any] | None = None,
     latency_budget_ms: float | None = None,
 ) -> dict[str, Any]:
-    """Judge ``registered``'s version under ``policy`` (flat ``Policy`` fields over the built-in
-    defaults; ``latency_budget_ms`` overrides the policy's) and move ``champion`` to it when every
-    gate passes; ``{"model", "version", "decision", "champion", "gates"}``."""
+    """``judge``: ``registered``'s version under ``policy`` (flat ``Policy`` fields over the built-in
+    defaults; ``latency_budget_ms`` overrides the policy's); ``champion`` moves to it when every gate
+    passes. ``{"model", "version", "decision", "champion", "gates"}``."""
     from detops.registry.client import RegistryClient
+    from detops.registry.pipeline import judge
     from detops.registry.policy import policy_from_dict
-    from detops.registry.promote import promote as promote_version
     from detops.settings import get_settings
 
-    client = RegistryClient(tracking_uri=get_settings().mlflow_tracking_uri)
-    decision = promote_version(
-        registered["variant"],
-        policy=policy_from_dict(
-            {
-                **(policy or {}),
-                **({} if latency_budget_ms is None else {"latency_budget_ms": latency_budget_ms}),
-            },
-            source="flow parameter 'policy'",
-        ),
-        version=registered["version"],
-        client=client,
-    )
-    return {
-        "model": decision.model,
-        "version": decision.version,
-        "decision": decision.decision,
-        "champion": decision.champion,
-        "gates": [{"gate": g.name, "passed": g.passed, "detail": g.detail} for g in decision.gates],
+    flat = {
+        **(policy or {}),
+        **({} if latency_budget_ms is None else {"latency_budget_ms": latency_budget_ms}),
     }
+    return judge(
+        registered,
+        policy=policy_from_dict(flat, source="flow parameter 'policy'"),
+        client=RegistryClient(tracking_uri=get_settings().mlflow_tracking_uri),
+    )
 
 
 @task(name="report", tags=["mlflow"], **_MLFLOW)
-def report(decisions: list[dict[str, Any]], *, notes: tuple[str, ...] = ()) -> dict[str, Any]:
+def report(
+    decisions: list[dict[str, Any]],
+    *,
+    registered: list[dict[str, Any]] | None = None,
+    notes: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Write the comparison report (logged to MLflow), and publish it with the promotion decisions as
-    the ``comparison-report`` markdown and ``promotions`` table artifacts; ``write_report``'s dict."""
+    the ``comparison-report`` markdown (with links to each ``registered`` version and its MLflow run)
+    and ``promotions`` table artifacts; ``write_report``'s dict."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     from detops.registry.client import RegistryClient
-    from detops.registry.report import write_report
+    from detops.registry.pipeline import report as write_report
+    from detops.registry.pipeline import version_links
     from detops.settings import get_settings
+    from detops.tracking.ui import is_remote, ui_base_url
 
     settings = get_settings()
     client = RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
-    out = write_report(settings.home / "report", client=client)
+    out = write_report(settings, client=client)
+    links = version_links(registered or [], settings=settings, client=client)
+    listed = "".join(
+        f"\n- {x['model']} [version {x['version']}]({x['version_url']}), "
+        f"trained in MLflow run [{x['run_id'][:8]}]({x['run_url']})"
+        for x in links
+    )
     extra = "".join(f"\n\n> {n}" for n in notes)
+    ui = (
+        f"the tracking server {ui_base_url(settings)}"
+        if is_remote(settings)
+        else f"`detops ui` ({ui_base_url(settings)})"
+    )
     create_markdown_artifact(
         key="comparison-report",
-        markdown=f"# Comparison report\n\n{out['markdown']}{extra}\n\nOpen the MLflow UI with `detops ui`.",
+        markdown=(
+            f"# Comparison report\n\n{out['markdown']}{extra}\n\n"
+            + (f"## Registered in this run\n{listed}\n\n" if links else "")
+            + f"MLflow UI: {ui}."
+        ),
         description="Registry champions beside the published figures",
     )
     create_table_artifact(

@@ -10,7 +10,7 @@ from prefect import task
 from tasks.caching import code_digest, run_key, train_cache_key
 
 
-@task(name="plan-run", tags=["plan"])
+@task(name="plan-run", task_run_name="plan-{variant}", tags=["plan"])
 def plan_run(
     variant: str,
     *,
@@ -21,7 +21,7 @@ def plan_run(
     seed: int = 0,
 ) -> dict[str, Any]:
     """The run of ``variant`` on the versioned ``dataset`` (``version_data``'s dict): ``{"variant",
-    "config" (fit kwargs), "key" (dataset version + config + digest of the detops and models
+    "config" (fit kwargs), "profile_seconds" (the preset's), "key" (dataset version + config + digest of the detops and models
     sources + home and tracking store), "run_dir", "data_root"}``. ``img_size`` overrides the
     preset's input size.
     The run directory is derived from the key, so a retried or repeated run finds its checkpoints."""
@@ -30,7 +30,7 @@ def plan_run(
     import detops
     import models
     from detops.settings import get_settings
-    from tasks.presets import train_config
+    from tasks.presets import preset_dict, train_config
 
     config = train_config(variant, preset=preset, epochs=epochs, img_size=img_size, seed=seed)
     code = code_digest(Path(detops.__file__).parent, Path(models.__file__).parent)
@@ -43,39 +43,63 @@ def plan_run(
     return {
         "variant": variant,
         "config": config,
+        "profile_seconds": preset_dict(preset)["profile_seconds"],
         "key": key,
         "run_dir": str(home / "runs" / f"retrain-{variant}-{key[:12]}"),
         "data_root": dataset["root"],
     }
 
 
+TRAIN_TIME_LIMIT_S = 6 * 3600
+"""Wall-time limit of one training (``TimeLimit``, checked every step: the task runs in a worker
+thread, where Prefect's own ``timeout_seconds`` cannot interrupt it)."""
+
+
 @task(
     name="train",
+    task_run_name="train-{plan[variant]}",
     tags=["train"],
     cache_key_fn=train_cache_key,
     cache_expiration=timedelta(days=30),
     persist_result=True,
     retries=1,
     retry_delay_seconds=10,
-    timeout_seconds=6 * 3600,
 )
 def train(plan: dict[str, Any]) -> dict[str, Any]:
-    """Train ``plan`` (``plan_run``'s dict) and return ``fit``'s summary plus ``key``.
+    """Train ``plan`` (``plan_run``'s dict), tracked in MLflow like ``detops train`` (the flow run's id
+    and URL as tags), and return ``fit``'s summary plus ``key`` and the MLflow ``run_id``.
 
     Cached on the plan's key: an unchanged rerun returns the stored summary and trains nothing. A
     run directory that already holds a ``last.pt`` (a killed worker, a retry) is resumed from it
-    rather than started again."""
+    rather than started again, in the same MLflow run."""
+    import logging
     from pathlib import Path
 
+    from detops.engine.callbacks import TimeLimit
     from detops.engine.fit import fit, resume
+    from detops.tracking.training import tracked_training
+    from tasks.runtime import flow_run_tags
 
     config = dict(plan["config"])
     last = Path(plan["run_dir"]) / "last.pt"
     resumed = last.is_file()
-    if resumed:
-        print(f"{plan['variant']}: resuming from {last} (an earlier attempt stopped)")
-        summary = resume(plan["run_dir"], epochs=config["epochs"])
-    else:
-        variant = config.pop("variant")
-        summary = fit(variant, data_root=plan["data_root"], out_dir=plan["run_dir"], **config)
-    return {**summary, "key": plan["key"], "resumed": resumed}
+    with tracked_training(resume=resumed, tags=flow_run_tags()) as tracking:
+        callbacks = [*tracking.callbacks, TimeLimit(TRAIN_TIME_LIMIT_S)]
+        if resumed:
+            logging.getLogger("detops").info(
+                "%s: resuming from %s (an earlier attempt stopped)", plan["variant"], last
+            )
+            summary = resume(plan["run_dir"], epochs=config["epochs"], callbacks=callbacks)
+        else:
+            variant = config.pop("variant")
+            # progress bars are noise in a run's log: one line per epoch instead
+            overrides = {**config.pop("overrides", {}), "progress": False}
+            summary = fit(
+                variant,
+                data_root=plan["data_root"],
+                out_dir=plan["run_dir"],
+                callbacks=callbacks,
+                overrides=overrides,
+                **config,
+            )
+    return {**summary, "key": plan["key"], "resumed": resumed, "run_id": tracking.run_id}

@@ -33,21 +33,22 @@ def _git(cwd: Path, *args: str) -> str:
     return subprocess.run(cmd, cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
+def make_dvc_project_at(path: Path) -> Path:
+    """Create a git repository at ``path`` with DVC initialised and ``/data/`` and ``/.detops/``
+    ignored, commit it, and return ``path`` (module-scoped fixtures call it directly)."""
+    path.mkdir()
+    _git(path, "init", "-q")
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=path, check=True)
+    (path / ".gitignore").write_text("/data/\n/.detops/\n")
+    _git(path, "add", ".")
+    _git(path, "commit", "-q", "-m", "init")
+    return path
+
+
 @pytest.fixture
 def make_dvc_project() -> Callable[[Path], Path]:
-    """A factory: ``make_dvc_project(path)`` creates a git repository with DVC initialised and
-    ``/data/`` and ``/.detops/`` ignored, commits it, and returns ``path``."""
-
-    def make(path: Path) -> Path:
-        path.mkdir()
-        _git(path, "init", "-q")
-        subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=path, check=True)
-        (path / ".gitignore").write_text("/data/\n/.detops/\n")
-        _git(path, "add", ".")
-        _git(path, "commit", "-q", "-m", "init")
-        return path
-
-    return make
+    """A factory: ``make_dvc_project(path)`` is ``make_dvc_project_at(path)``."""
+    return make_dvc_project_at
 
 
 @pytest.fixture

@@ -316,3 +316,16 @@ def chromium_driver(user_data_dir: Path) -> Any:
     ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+
+
+def wait_text(driver: Any, needles: list[str], *, timeout: float = 120.0) -> str:
+    """The page body's text once every one of ``needles`` is in it (Selenium ``driver``), polled
+    each second for ``timeout`` seconds."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def seen(d: Any) -> str | bool:
+        text = str(d.find_element(By.TAG_NAME, "body").text)
+        return text if all(n in text for n in needles) else False
+
+    return str(WebDriverWait(driver, timeout, poll_frequency=1.0).until(seen))

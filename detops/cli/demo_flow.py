@@ -7,13 +7,15 @@ local API, with the settings' MLflow store and DVC remote.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
-from detops.demo import DEMO_RUNS, DemoConfig, deploy_table
+from detops.demo import DEMO_RUNS, DemoConfig
 from detops.settings import Settings
+
+log = logging.getLogger("detops.demo")
 
 
 def flow_epochs(runs: tuple[tuple[str, int], ...]) -> int | None:
@@ -27,12 +29,22 @@ def flow_epochs(runs: tuple[tuple[str, int], ...]) -> int | None:
     return counts.pop()
 
 
-def run_demo_flow(
-    *, settings: Settings, config: DemoConfig, echo: Callable[[str], None] = print
-) -> dict[str, Any]:
-    """Synthesise the demo dataset into ``<project>/data`` (as ``run_demo`` does), run the ``retrain``
-    flow with the smoke preset on it, print the deploy table, the comparison report and the command
-    that opens the MLflow UI; returns the flow's result."""
+def task_stage_times(flow_run_id: Any) -> list[tuple[str, float]]:
+    """(task run name, seconds it ran) for every task run of the flow run, in the order they started;
+    cached task runs count the time it took to find them in the cache."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    timed = [(r.start_time, r.end_time, r.name) for r in runs if r.start_time and r.end_time]
+    return [(name, (end - start).total_seconds()) for start, end, name in sorted(timed)]
+
+
+def run_demo_flow(*, settings: Settings, config: DemoConfig) -> dict[str, Any]:
+    """Synthesise the demo dataset into ``<project>/data`` (as ``run_demo`` does) and run the
+    ``retrain`` flow with the smoke preset on it; returns the flow's result plus ``stages`` ([(name,
+    seconds)]: the API's start, the synthesis, then every task run as Prefect recorded it)."""
     # An ephemeral API server starts in a subprocess; on a loaded 2-core machine it needs longer
     # than Prefect's default to answer.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
@@ -43,31 +55,33 @@ def run_demo_flow(
     from detops.data.synth import synthesize
     from flows.retrain import retrain
 
-    started = time.monotonic()
+    stages: list[tuple[str, float]] = []
+    started = time.perf_counter()
     data_root = settings.project_root / "data"
-    echo(f"[1/2] synthesising a COCO-format dataset into {data_root} (seed {config.seed})")
-    echo("      " + str(synthesize(data_root, train=config.train_images, val=config.val_images, size=config.synth_size, seed=config.seed)))  # fmt: skip
+    summary = synthesize(
+        data_root,
+        train=config.train_images,
+        val=config.val_images,
+        size=config.synth_size,
+        seed=config.seed,
+        progress=False,
+    )
+    stages.append(("synthesise data", time.perf_counter() - started))
+    log.info("[data] synthetic COCO dataset (seed %d): %s", config.seed, summary)
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral local API"
-    echo(f"[2/2] running the Prefect retrain flow (smoke preset) on {where}")
+    log.info("[flow] running the Prefect retrain flow (smoke preset) on %s", where)
+    started = time.perf_counter()
     # one training at a time, as on one CPU worker; on the embedded API, also slots a killed demo left
     ensure_tag_limits(tag_limits(), fresh="PREFECT_API_URL" not in os.environ)
-    result = retrain(
+    stages.append(("start the Prefect API", time.perf_counter() - started))
+    state = retrain(
         variants=tuple(variant for variant, _ in config.runs),
         dataset_root=str(data_root),
         preset="smoke",
         epochs=flow_epochs(config.runs),
         img_size=config.img_size,
+        return_state=True,
     )
-    echo("")
-    echo(deploy_table(result["deployed"]))
-    echo("")
-    for d in result["decisions"]:
-        echo(f"[promote] {d['model']} v{d['version']}: {d['decision']}; champion v{d['champion']}")
-    echo(f"[tensorrt] {result['tensorrt']['detail']}")
-    echo("")
-    echo("Comparison report (registry champions beside the published figures):")
-    echo(result["report"]["markdown"])
-    echo("Open the MLflow UI (runs, registered models, aliases, audit log) with:  detops ui")
-    minutes, seconds = divmod(round(time.monotonic() - started), 60)
-    echo(f"(demo finished in {minutes} min {seconds:02d} s)")
-    return result
+    result: dict[str, Any] = state.result()  # raises the flow's error when it failed
+    stages += task_stage_times(state.state_details.flow_run_id)
+    return {**result, "stages": stages}

@@ -30,7 +30,10 @@ def train(
         None, "--track/--no-track", help="Log the run to MLflow (default: on; DETOPS_TRACK=false)."
     ),
     register: bool = typer.Option(
-        False, "--register", help="Then register the run as a new model version (`detops register`)."
+        False, "--register", help="Then register the run as a new model version (detops register)."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Debug lines and other libraries' messages on the console too."
     ),
 ) -> None:
     """Train a variant; one summary line per epoch, checkpoints and metrics in the run directory."""
@@ -47,14 +50,18 @@ def train(
         if img_size is not None:
             check.input_size(row, img_size, training=not no_augment)
 
-    from detops.cli.tracking import training_tracker
     from detops.engine.fit import fit
     from detops.engine.fit import resume as resume_run
+    from detops.logs import log_path, setup_logging
     from detops.settings import get_settings
+    from detops.tracking.training import tracked_training
 
-    with training_tracker(track, resume=resume is not None) as callbacks:
+    settings = get_settings()
+    rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 writes the log file
+    log_file = setup_logging(verbose=verbose, log_file=log_path(settings.home, "train") if rank0 else None)
+    with tracked_training(track=track, resume=resume is not None, settings=settings) as tracking:
         if resume is not None:
-            summary = resume_run(resume, epochs=epochs, device=device, callbacks=callbacks)
+            summary = resume_run(resume, epochs=epochs, device=device, callbacks=tracking.callbacks)
         else:
             if variant is None or data is None:
                 raise DetopsError("train needs VARIANT and --data ROOT (or --resume RUN_DIR)")
@@ -62,7 +69,7 @@ def train(
                 variant,
                 data_root=data,
                 epochs=epochs if epochs is not None else 10,
-                out_dir=out if out is not None else get_settings().home / "runs" / variant,
+                out_dir=out if out is not None else settings.home / "runs" / variant,
                 img_size=img_size,
                 batch_size=batch_size,
                 device=device,
@@ -70,14 +77,16 @@ def train(
                 seed=seed,
                 weights=weights,
                 overrides={"augment": not no_augment},
-                callbacks=callbacks,
+                callbacks=tracking.callbacks,
             )
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun only rank 0 reports
     typer.echo(
         f"done: best mAP {summary['best_map']:.4f} at epoch {summary['best_epoch']}; "
-        f"checkpoints in {summary['run_dir']} ({summary['wall_time_s']:.0f} s)"
+        f"checkpoints in {summary['run_dir']} ({summary['wall_time_s']:.0f} s); log {log_file}"
     )
+    if tracking.run_id:
+        typer.echo(f"tracked: MLflow run {tracking.run_id} (browse with `detops ui`)")
     if register:
         from detops.cli.registry import register_cmd
 

@@ -16,7 +16,7 @@ def register_cmd(
 ) -> None:
     """Export the run's best checkpoint to ONNX, evaluate it against the checkpoint on the run's val
     split, profile it on ONNX Runtime and OpenVINO, and register it as a new version of
-    ``detops-<variant>`` with every figure as a tag."""
+    detops-<variant> with every figure as a tag."""
     from detops.registry.client import open_registry
     from detops.registry.register import register_run
     from detops.settings import get_settings
@@ -25,9 +25,7 @@ def register_cmd(
         raise DetopsError(f"--profile-seconds must be > 0, got {profile_seconds}")
     settings = get_settings()
     with open_registry(settings) as client:
-        reg = register_run(
-            run, settings=settings, client=client, profile_seconds=profile_seconds, echo=typer.echo
-        )
+        reg = register_run(run, settings=settings, client=client, profile_seconds=profile_seconds)
     t = reg.tags
     typer.echo(
         f"registered {reg.model} version {reg.version}: mAP checkpoint {t['detops.map.checkpoint']}, "
@@ -43,8 +41,9 @@ def promote_cmd(
     rollback_: bool = typer.Option(False, "--rollback", help="Restore the previous champion instead."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:
-    """Make a version ``challenger`` and move ``champion`` to it only if every gate passes (exit 1
-    otherwise); or, with ``--rollback``, restore the previous champion. Both are audited in MLflow."""
+    """Move the 'champion' alias to a version only if every gate passes (exit 1 otherwise; 'challenger'
+    then points at the newest candidate that is not champion); or, with --rollback, restore the
+    previous champion. Both are audited in MLflow."""
     from detops.registry.client import open_registry
     from detops.registry.policy import load_policy
     from detops.registry.promote import promote, rollback
@@ -69,6 +68,7 @@ def promote_cmd(
                     "decision": decision.decision,
                     "previous_champion": decision.previous_champion,
                     "champion": decision.champion,
+                    "challenger": decision.challenger,
                     "audit_run_id": decision.audit_run_id,
                     "gates": [g.__dict__ for g in decision.gates],
                 },
@@ -80,7 +80,8 @@ def promote_cmd(
             typer.echo(f"  {'PASS' if g.passed else 'FAIL'}  {g.name:<14} {g.detail}")
         typer.echo(
             f"{decision.model} v{decision.version}: {decision.decision}; champion "
-            f"{_v(decision.previous_champion)} -> {_v(decision.champion)} (audit run {decision.audit_run_id})"
+            f"{_v(decision.previous_champion)} -> {_v(decision.champion)}, challenger {_v(decision.challenger)} "
+            f"(audit run {decision.audit_run_id})"
         )
     if not decision.passed:
         raise typer.Exit(1)

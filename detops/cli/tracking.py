@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,35 +68,10 @@ def register(app: typer.Typer) -> None:
     app.command("ui")(ui)
 
 
-@contextmanager
-def training_tracker(track: bool | None, *, resume: bool = False) -> Iterator[list[Any]]:
-    """The callbacks ``detops train`` passes to the engine: an ``MlflowCallback`` on rank 0 when
-    ``track`` (default: the settings' ``track``) is on, else none; ``resume`` continues the MLflow run
-    of the resumed run directory. On success it prints the run id."""
-    from detops.settings import get_settings
-
-    settings = get_settings()
-    on = settings.track if track is None else track
-    if not on or int(os.environ.get("RANK", "0")) != 0:
-        yield []
-        return
-    from detops.tracking import MlflowCallback
-
-    with MlflowCallback(settings=settings, resume=resume) as tracker:
-        yield [tracker]
-    if tracker.run_id:
-        typer.echo(f"tracked: MLflow run {tracker.run_id} (browse with `detops ui`)")
-
-
 RUN_ID_HELP = (
     "MLflow run (id or training run directory) to log the results into; default: the run recorded "
     "in the source's run directory, when tracking is on."
 )
-
-
-def _stem(path: str | Path) -> str:
-    p = Path(path)
-    return p.name if p.is_dir() else p.stem
 
 
 def _logged(run_id: str | None) -> None:
@@ -111,69 +82,21 @@ def _logged(run_id: str | None) -> None:
 def log_export(
     source: str | Path, *, run_id: str | None, path: str | Path, opset: int, errors: dict[str, float]
 ) -> None:
-    """`detops export`: parity errors as ``export/<onnx stem>/max_rel_error/<output>``, the ONNX path
-    and opset as tags, the report as ``export/<stem>.json``."""
-    from detops.tracking.stages import flatten_numbers, log_stage
+    """`detops export`: ``detops.tracking.stages.log_export``, then which run it went to (stderr)."""
+    from detops.tracking import stages
 
-    stem = _stem(path)
-    result = {"path": str(path), "opset": opset, "max_rel_error": errors}
-    _logged(
-        log_stage(
-            source,
-            run_id=run_id,
-            stage="export",
-            name=stem,
-            metrics=flatten_numbers({"max_rel_error": errors}, prefix=f"export/{stem}"),
-            result=result,
-            tags={f"export.{stem}.path": str(path), f"export.{stem}.opset": opset},
-        )
-    )
+    _logged(stages.log_export(source, run_id=run_id, path=path, opset=opset, errors=errors))
 
 
 def log_profile(artifact: str | Path, *, run_id: str | None, result: dict[str, Any]) -> None:
-    """`detops profile`: ``profile/<stem>/<backend>/{model,end_to_end}/<statistic>`` metrics, the
-    environment as a tag, the whole result as ``profile/<stem>-<backend>.json``."""
-    from detops.tracking.stages import flatten_numbers, log_stage
+    """`detops profile`: ``detops.tracking.stages.log_profile``, then which run it went to (stderr)."""
+    from detops.tracking import stages
 
-    stem, backend = _stem(artifact), str(result.get("backend"))
-    prefix = f"profile/{stem}/{backend}"
-    metrics = {
-        **flatten_numbers(result.get("model", {}), prefix=f"{prefix}/model"),
-        **flatten_numbers(result.get("end_to_end", {}), prefix=f"{prefix}/end_to_end"),
-    }
-    env = json.dumps(result.get("environment", {}), sort_keys=True, default=str)[:5000]
-    _logged(
-        log_stage(
-            artifact,
-            run_id=run_id,
-            stage="profile",
-            name=f"{stem}/{backend}",
-            metrics=metrics,
-            result=result,
-            tags={f"profile.{stem}.{backend}.environment": env},
-        )
-    )
+    _logged(stages.log_profile(artifact, run_id=run_id, result=result))
 
 
 def log_evaluation(artifact: str | Path, *, run_id: str | None, stats: dict[str, Any]) -> None:
-    """`detops evaluate ARTIFACT`: ``eval/<stem>/<backend>/<statistic>`` (and ``.../delta/<statistic>``
-    with a reference, ``.../AP_class/<class>``), the result as ``eval/<stem>-<backend>.json``."""
-    from detops.evaluation import STAT_NAMES
-    from detops.tracking.stages import flatten_numbers, log_stage
+    """`detops evaluate ARTIFACT`: ``detops.tracking.stages.log_evaluation``, then the run (stderr)."""
+    from detops.tracking import stages
 
-    stem, backend = _stem(artifact), str(stats.get("backend", "torch"))
-    prefix = f"eval/{stem}/{backend}"
-    values: dict[str, Any] = {k: stats[k] for k in STAT_NAMES if k in stats}
-    if isinstance(stats.get("delta"), dict):
-        values["delta"] = stats["delta"]
-    values["AP_class"] = {k: v for k, v in (stats.get("per_class") or {}).items() if v is not None}
-    _logged(
-        log_stage(
-            artifact,
-            run_id=run_id,
-            stage="eval",
-            name=f"{stem}/{backend}",
-            metrics=flatten_numbers(values, prefix=prefix),
-            result=stats,
-        )
-    )
+    _logged(stages.log_evaluation(artifact, run_id=run_id, stats=stats))

@@ -67,6 +67,14 @@ class SynthSummary:
     crowd: dict[str, int]
     empty_images: dict[str, int]
 
+    def __str__(self) -> str:
+        """One sentence: images, boxes and empty images per split, and where they are."""
+        splits = list(self.images)
+        per = " / ".join(f"{self.images[s]} {s}" for s in splits)
+        boxes = " / ".join(str(self.annotations[s]) for s in splits)
+        empty = " / ".join(str(self.empty_images[s]) for s in splits)
+        return f"{per} images with {boxes} boxes ({empty} images without objects) in {self.root}"
+
 
 # ---------------------------------------------------------------- geometry (pure functions)
 

@@ -14,6 +14,7 @@ the index page.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ __all__ = ["BBOX_TOLERANCE", "Failure", "ValidationReport", "failure_table", "va
 DEFAULT_SAMPLE_IMAGES = 500
 DOCS_SITE = "detops"
 MAX_EXAMPLES = 5
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ def validate_dataset(
     if docs is not None:
         context.build_data_docs(site_names=[DOCS_SITE])
         docs_path = docs / "index.html"
-    return ValidationReport(
+    report = ValidationReport(
         root=found[0].root,
         success=not failures,
         failures=failures,
@@ -235,6 +238,18 @@ def validate_dataset(
         counts=counts,
         seconds=time.perf_counter() - start,
     )
+    sizes = ", ".join(f"{name} {c.get('images', 0)} images" for name, c in counts.items())
+    if report.success:
+        log.info("dataset valid: every Great Expectations check passed (%s)%s", sizes, _docs_note(docs_path))
+    else:
+        log.warning(
+            "dataset invalid: %d expectation(s) failed (%s)%s", len(failures), sizes, _docs_note(docs_path)
+        )
+    return report
+
+
+def _docs_note(docs_path: Path | None) -> str:
+    return f"; Data Docs at {docs_path}" if docs_path else ""
 
 
 def failure_table(report: ValidationReport) -> Any:

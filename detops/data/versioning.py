@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 REMOTE_NAME = "detops"
 DATA_DIR = "data"
 
+log = logging.getLogger(__name__)
+
 
 class InvalidDatasetError(DetopsError):
     """The dataset failed validation; ``report`` holds the failures for the caller to show."""
@@ -185,8 +187,11 @@ def version_dataset(
     push: bool = False,
     sample_images: int | None = 500,
     docs_dir: str | Path | None = None,
+    validate: bool = True,
 ) -> DatasetVersion:
     """Validate, ``dvc add`` and optionally push the dataset at ``root`` (must be ``<project>/data``).
+    ``validate=False`` skips the validation for a caller that has just validated this dataset (the
+    flow's ``validate-data`` step runs right before).
 
     Raises ``InvalidDatasetError`` (carrying the report) when validation fails, ``DetopsError`` for a
     root elsewhere or a project without DVC.
@@ -195,8 +200,8 @@ def version_dataset(
 
     project = Path(settings.project_root).resolve()
     data = _dataset_dir(root, settings)
-    report = validate_dataset(data, sample_images=sample_images, docs_dir=docs_dir)
-    if not report.success:
+    report = validate_dataset(data, sample_images=sample_images, docs_dir=docs_dir) if validate else None
+    if report is not None and not report.success:
         raise InvalidDatasetError(
             f"{data} failed validation ({len(report.failures)} expectation(s)); not versioned", report=report
         )
@@ -210,6 +215,12 @@ def version_dataset(
             with _dvc_errors(f"dvc push to {remote}"):
                 pushed = int(repo.push(targets=[str(project / f"{DATA_DIR}.dvc")], remote=REMOTE_NAME))
     md5, files = read_version(project / f"{DATA_DIR}.dvc")
+    log.info(
+        "dataset version %s (%d files)%s",
+        md5,
+        files,
+        f", {pushed} file(s) pushed to the DVC remote {remote}" if remote else ", not pushed",
+    )
     return DatasetVersion(
         md5=md5, files=files, dvc_file=project / f"{DATA_DIR}.dvc", remote=remote, pushed=pushed
     )

@@ -109,3 +109,39 @@ def evaluate_artifact(
         out["reference_artifact"] = str(reference)
         out["delta"] = stat_delta(stats, ref)
     return out
+
+
+def evaluate_backends(
+    artifact: str | os.PathLike[str],
+    *,
+    backends: Sequence[str],
+    data_root: str | os.PathLike[str],
+    split: str = "val",
+    reference: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    batch_size: int = 8,
+) -> dict[str, dict[str, Any]]:
+    """``evaluate_artifact`` of ``artifact`` on each of ``backends`` ({backend: stats}); the reference
+    checkpoint is scored once and every backend gets its ``reference`` and ``delta``. Each backend's
+    mAP is its own figure (OpenVINO may compute in bf16 on CPUs with AMX)."""
+    out: dict[str, dict[str, Any]] = {}
+    shared: dict[str, Any] | None = None
+    for backend in backends:
+        first = shared is None
+        stats = evaluate_artifact(
+            artifact,
+            backend=backend,
+            data_root=data_root,
+            split=split,
+            reference=reference if first else None,
+            device=device,
+            batch_size=batch_size,
+        )
+        if reference is not None:
+            if first:
+                shared = {"reference": stats["reference"], "reference_artifact": stats["reference_artifact"]}
+            else:
+                assert shared is not None
+                stats = {**stats, **shared, "delta": stat_delta(stats, shared["reference"])}
+        out[backend] = stats
+    return out

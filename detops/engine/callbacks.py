@@ -6,7 +6,8 @@ imports a tracking library.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 
@@ -49,3 +50,31 @@ class StepLossRecorder:
 
     def on_epoch_end(self, *, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs.append({"epoch": epoch, **metrics})
+
+
+class TimeLimit:
+    """Fails a training that runs past ``seconds`` of wall time, checked after every optimizer step.
+
+    A timeout that works wherever the loop runs (a worker thread included, where a signal-based one
+    cannot interrupt): the last epoch's checkpoint stays, so a retry resumes from it."""
+
+    def __init__(self, seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = float(seconds)
+        self._clock = clock
+        self._start: float | None = None
+
+    def on_train_start(self, *, config: dict[str, Any], run_dir: str) -> None:
+        self._start = self._clock()
+
+    def on_step_end(self, *, step: int, epoch: int, metrics: dict[str, float]) -> None:
+        if self._start is None:
+            self._start = self._clock()
+        elapsed = self._clock() - self._start
+        if elapsed > self.seconds:
+            from detops.errors import DetopsError
+
+            raise DetopsError(
+                f"training stopped at epoch {epoch + 1}, step {step}: over its time limit of "
+                f"{self.seconds:.0f} s ({elapsed:.0f} s)",
+                exit_code=1,
+            )

@@ -11,6 +11,7 @@ atomically on rank 0.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -50,9 +51,10 @@ from detops.engine.recipes import (
 )
 from detops.engine.schedules import IterScheduler
 from detops.errors import DetopsError
-from detops.fileio import atomic_open, write_json
+from detops.fileio import atomic_copy, atomic_open, write_json
 
 METRIC_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+log = logging.getLogger(__name__)
 
 
 def fit(
@@ -219,7 +221,7 @@ def train(
             )
             _save_epoch_checkpoints(run.run_dir, payload, epoch=epoch, is_best=is_best, callbacks=callbacks)
             _write_history(run.run_dir, history)
-            print(_summary_line(record, config.epochs), flush=True)
+            log.info("%-12s %s", run.variant.name, _summary_line(record, config.epochs))
         if _stop_requested(callbacks, record, epoch=epoch, info=run.info):
             break
 
@@ -497,7 +499,8 @@ def _save_epoch_checkpoints(
     save_checkpoint(run_dir / "last.pt", payload)
     emit(callbacks, "on_checkpoint", path=str(run_dir / "last.pt"), kind="last", epoch=epoch + 1)
     if is_best:
-        save_checkpoint(run_dir / "best.pt", payload)
+        # the same payload: link the file just written instead of serialising it a second time
+        atomic_copy(run_dir / "last.pt", run_dir / "best.pt")
         emit(callbacks, "on_checkpoint", path=str(run_dir / "best.pt"), kind="best", epoch=epoch + 1)
 
 
@@ -530,7 +533,7 @@ def _summary_line(record: dict[str, Any], epochs: int) -> str:
     ]
     if "val/AP" in record:
         parts += [f"mAP {record['val/AP']:.4f}", f"mAP50 {record['val/AP50']:.4f}"]
-    parts.append(f"{record['time_s']:.1f}s")
+    parts.append(f"{record['time_s']:.1f} s")
     return "  ".join(parts)
 
 

@@ -399,6 +399,9 @@ class RegistryClient:
                 onnx_execution_providers=["CPUExecutionProvider"],
                 save_as_external_data=False,
                 extra_files=extra_files,
+                # what MLflow would infer for this flavor, without the subprocess that loads the
+                # model to find its imports (4 s per registration on a 2-core CPU)
+                pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={ort.__version__}"],
             )
         return str(info.model_uri), getattr(info, "model_id", None)
 

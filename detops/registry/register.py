@@ -12,7 +12,8 @@ Given a run directory (or the MLflow run id of one), it:
 5. measures params and GFLOPs (640x640, the form its family publishes) of the trained model;
 6. logs the ONNX model into the training's MLflow run with MLflow 3's model logging (signature and
    input example), the evaluation and profile JSON beside it under ``registry/``;
-7. creates the version with every figure as a ``detops.*`` tag (names in :mod:`detops.registry.tags`).
+7. creates the version with every figure as a ``detops.*`` tag (names in :mod:`detops.registry.tags`)
+   and points ``challenger`` at it (registered, not yet judged; see :mod:`detops.registry.promote`).
 
 Nothing is registered when any step fails.
 """
@@ -20,9 +21,10 @@ Nothing is registered when any step fails.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ from detops.registry import tags as T
 
 CPU_BACKENDS: tuple[str, ...] = ("ort", "openvino")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,6 @@ def register_run(
     sample_images: int | None = 64,
     deployed: dict[str, Any] | None = None,
     data_valid: bool | None = None,
-    echo: Callable[[str], None] = print,
 ) -> Registration:
     """Register the run ``run`` (a run directory or an MLflow run id) as a new version of
     ``detops-<variant>``; see the module docstring for the steps and tags.
@@ -139,19 +141,20 @@ def register_run(
     (default: the process settings). ``client``: a :class:`~detops.registry.client.RegistryClient`
     (default: one for the settings). ``sample_images``: images per split decoded by data validation.
     ``deployed``: results this process already has for the run (the demo's deploy step): ``onnx``
-    (path), ``evaluation`` (``evaluate_artifact`` on ``ort`` with the checkpoint as reference),
-    ``profiles`` ({backend: profile dict}) and optionally ``max_rel_error``; those steps are then not
-    repeated. ``data_valid``: the outcome of a validation of this dataset that just ran (skips it).
+    (path), ``evaluations`` ({backend: ``evaluate_artifact`` stats}, at least one with the checkpoint
+    as reference), ``profiles`` ({backend: profile dict}) and optionally ``max_rel_error``; those
+    steps are then not repeated. ``data_valid``: the outcome of a validation of this dataset that just ran (skips it).
     Raises ``DetopsError`` (one line) for a bad run or any failed step; nothing is registered then.
     """
     from detops.data.validate import validate_dataset
     from detops.deploy.artifact import read_onnx_metadata
-    from detops.deploy.evaluate import evaluate_artifact
+    from detops.deploy.evaluate import evaluate_backends
     from detops.deploy.exporting import export_artifact
     from detops.deploy.profile import profile_runner
     from detops.deploy.runners.base import load_runner
     from detops.fileio import write_json
     from detops.registry.client import RegistryClient, model_name
+    from detops.registry.promote import refresh_challenger
     from detops.settings import get_settings
     from detops.tracking.provenance import code_version, dataset_version
     from detops.tracking.runs import write_run_id
@@ -169,10 +172,10 @@ def register_run(
             f"{files.run_dir / 'config.json'}: field 'data': dataset {data_root} not found here"
         )
     name = model_name(variant)
-    echo(f"[register] {name} from {files.run_dir}")
+    log.debug("registering %s from %s", name, files.run_dir)
 
     if data_valid is None:
-        echo(f"[register] validating {data_root}")
+        log.info("%-12s validating %s before registering", variant, data_root)
         data_valid = validate_dataset(data_root, sample_images=sample_images).success
     data = dataset_version(data_root, project_root=settings.project_root)
     code = code_version(settings.project_root)
@@ -182,23 +185,17 @@ def register_run(
         onnx_path = Path(deployed["onnx"])
         meta = read_onnx_metadata(onnx_path)
         max_rel_error = deployed.get("max_rel_error")
-        evaluations: dict[str, dict[str, Any]] = {"ort": deployed["evaluation"]}
+        evaluations: dict[str, dict[str, Any]] = dict(deployed["evaluations"])
         profiles: dict[str, dict[str, Any]] = dict(deployed["profiles"])
     else:
-        echo("[register] exporting the best checkpoint to ONNX (with ONNX Runtime parity check)")
+        log.info("%-12s exporting the best checkpoint to ONNX (with ONNX Runtime parity check)", variant)
         export, meta = export_artifact(files.best, out=work / "model.onnx")
         onnx_path, max_rel_error = export.path, export.max_rel_error
-        echo(f"[register] evaluating the ONNX artifact on '{split}' against the checkpoint")
-        evaluations = {}
-        for i, backend in enumerate(backends):
-            evaluations[backend] = evaluate_artifact(
-                onnx_path,
-                backend=backend,
-                data_root=data_root,
-                split=split,
-                reference=files.best if i == 0 else None,
-            )
-        echo("[register] profiling on " + ", ".join(backends))
+        log.info("%-12s evaluating the ONNX artifact on '%s' against the checkpoint", variant, split)
+        evaluations = evaluate_backends(
+            onnx_path, backends=backends, data_root=data_root, split=split, reference=files.best
+        )
+        log.info("%-12s profiling on %s", variant, ", ".join(backends))
         profiles = {
             backend: profile_runner(
                 load_runner(onnx_path, backend=backend),
@@ -255,13 +252,14 @@ def register_run(
     for backend, prof in profiles.items():
         write_json(details / f"profile_{backend}.json", prof)
     write_json(details / "export.json", {"path": str(onnx_path), "max_rel_error": max_rel_error})
-    echo("[register] logging the ONNX model to MLflow and creating the version")
+    log.debug("logging the ONNX model to MLflow run %s and creating the version", run_id)
     client.log_run_artifacts(run_id, details, artifact_path="registry")
     model_uri, model_id = client.log_onnx_model(
         run_id=run_id, onnx_path=onnx_path, input_example=_input_example(meta)
     )
     version = client.create_version(name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id)
-    echo(f"[register] {name} version {version} (run {run_id})")
+    refresh_challenger(client, name)  # registered, not yet judged: the newest candidate is challenger
+    log.info("%-12s registered as %s version %d (MLflow run %s)", variant, name, version, run_id)
     return Registration(model=name, version=version, run_id=run_id, tags=tags)
 
 

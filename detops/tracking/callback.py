@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +51,7 @@ class MlflowCallback:
         step_every: log the per-step metrics of every ``step_every``-th step (1: all).
         resume: the engine is resuming the run directory: continue the MLflow run it records
             (``mlflow_run_id``) instead of starting a new one.
+        tags: further run tags set when the run starts (e.g. the Prefect flow run's id and URL).
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class MlflowCallback:
         final_eval: bool = True,
         step_every: int = 1,
         resume: bool = False,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
         self.settings = settings or get_settings()
         self.experiment = experiment
@@ -70,6 +73,7 @@ class MlflowCallback:
         self.final_eval = final_eval
         self.step_every = max(1, step_every)
         self.resume = resume
+        self.tags = dict(tags or {})
         self.run_id: str | None = None
         self._config: dict[str, Any] = {}
         self._run_dir: Path | None = None
@@ -137,11 +141,15 @@ class MlflowCallback:
         previous = run_id_for(run_dir) if self.resume else None
         if previous is not None and not self._run_exists(previous):
             previous = None
+        experiment_id = None
         if previous is None:
             name = self.experiment or f"detops-{config['variant']}"
-            mlflow.set_experiment(experiment_id=ensure_experiment(name, settings=self.settings))
+            experiment_id = ensure_experiment(name, settings=self.settings)
+        # the experiment goes to start_run, not to mlflow.set_experiment: that one is process-wide and
+        # trainings may run in threads side by side (the flow's task runner)
         run = mlflow.start_run(
             run_id=previous,
+            experiment_id=experiment_id,
             run_name=None if previous else (self.run_name or Path(run_dir).name),
             log_system_metrics=self.system_metrics,
         )
@@ -187,6 +195,7 @@ class MlflowCallback:
             "detops.dataset_tracked_by": data.tracked_by,
             "detops.dataset_git_revision": data.git_revision,
             "mlflow.source.git.commit": code["git_commit"],
+            **self.tags,
         }
         mlflow.set_tags(tags)
         dataset = MetaDataset(  # type: ignore[abstract]  # abstract in the stubs only

@@ -8,7 +8,7 @@ itself, or a file directly inside it such as ``best.pt`` or an ONNX exported bes
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +17,8 @@ from typing import Any
 from detops.errors import DetopsError
 from detops.settings import Settings, get_settings
 from detops.tracking.runs import log_to_run, metric_key, resolve_run_id, run_id_for
+
+log = logging.getLogger(__name__)
 
 
 def flatten_numbers(values: Mapping[str, Any], *, prefix: str) -> dict[str, float]:
@@ -72,6 +74,85 @@ def log_stage(
         except DetopsError as exc:
             if explicit:
                 raise
-            print(f"warning: {stage} results not logged to MLflow: {exc}", file=sys.stderr)
+            log.warning("%s results not logged to MLflow: %s", stage, exc)
             return None
     return target
+
+
+def _stem(path: str | Path) -> str:
+    p = Path(path)
+    return p.name if p.is_dir() else p.stem
+
+
+def log_export(
+    source: str | Path,
+    *,
+    run_id: str | None,
+    path: str | Path,
+    opset: int,
+    errors: dict[str, float],
+    settings: Settings | None = None,
+) -> str | None:
+    """Export results into the run of ``source`` (or ``run_id``): parity errors as
+    ``export/<onnx stem>/max_rel_error/<output>``, the ONNX path and opset as tags, the report as
+    ``export/<stem>.json``. Returns the run id logged into, or None (see ``log_stage``)."""
+    stem = _stem(path)
+    result = {"path": str(path), "opset": opset, "max_rel_error": errors}
+    return log_stage(
+        source,
+        settings=settings,
+        run_id=run_id,
+        stage="export",
+        name=stem,
+        metrics=flatten_numbers({"max_rel_error": errors}, prefix=f"export/{stem}"),
+        result=result,
+        tags={f"export.{stem}.path": str(path), f"export.{stem}.opset": opset},
+    )
+
+
+def log_profile(
+    artifact: str | Path, *, run_id: str | None, result: dict[str, Any], settings: Settings | None = None
+) -> str | None:
+    """A profile: ``profile/<stem>/<backend>/{model,end_to_end}/<statistic>`` metrics, the
+    environment as a tag, the whole result as ``profile/<stem>-<backend>.json``."""
+    stem, backend = _stem(artifact), str(result.get("backend"))
+    prefix = f"profile/{stem}/{backend}"
+    metrics = {
+        **flatten_numbers(result.get("model", {}), prefix=f"{prefix}/model"),
+        **flatten_numbers(result.get("end_to_end", {}), prefix=f"{prefix}/end_to_end"),
+    }
+    env = json.dumps(result.get("environment", {}), sort_keys=True, default=str)[:5000]
+    return log_stage(
+        artifact,
+        settings=settings,
+        run_id=run_id,
+        stage="profile",
+        name=f"{stem}/{backend}",
+        metrics=metrics,
+        result=result,
+        tags={f"profile.{stem}.{backend}.environment": env},
+    )
+
+
+def log_evaluation(
+    artifact: str | Path, *, run_id: str | None, stats: dict[str, Any], settings: Settings | None = None
+) -> str | None:
+    """An artifact evaluation: ``eval/<stem>/<backend>/<statistic>`` (and ``.../delta/<statistic>``
+    with a reference, ``.../AP_class/<class>``), the result as ``eval/<stem>-<backend>.json``."""
+    from detops.evaluation import STAT_NAMES
+
+    stem, backend = _stem(artifact), str(stats.get("backend", "torch"))
+    prefix = f"eval/{stem}/{backend}"
+    values: dict[str, Any] = {k: stats[k] for k in STAT_NAMES if k in stats}
+    if isinstance(stats.get("delta"), dict):
+        values["delta"] = stats["delta"]
+    values["AP_class"] = {k: v for k, v in (stats.get("per_class") or {}).items() if v is not None}
+    return log_stage(
+        artifact,
+        settings=settings,
+        run_id=run_id,
+        stage="eval",
+        name=f"{stem}/{backend}",
+        metrics=flatten_numbers(values, prefix=prefix),
+        result=stats,
+    )

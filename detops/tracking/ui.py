@@ -14,6 +14,25 @@ def is_remote(settings: Settings) -> bool:
     return settings.mlflow_tracking_uri.startswith(("http://", "https://"))
 
 
+DEFAULT_UI = "http://127.0.0.1:5000"
+"""Where ``detops ui`` serves a local store's UI by default."""
+
+
+def ui_base_url(settings: Settings) -> str:
+    """The MLflow UI of the settings' store: the tracking server itself, or ``detops ui``'s address."""
+    return settings.mlflow_tracking_uri.rstrip("/") if is_remote(settings) else DEFAULT_UI
+
+
+def run_url(settings: Settings, *, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of one run."""
+    return f"{ui_base_url(settings)}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def model_version_url(settings: Settings, *, model: str, version: int) -> str:
+    """The MLflow UI page of one registered model version."""
+    return f"{ui_base_url(settings)}/#/models/{model}/versions/{int(version)}"
+
+
 def ui_command(settings: Settings, *, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
     """The ``mlflow server`` command line serving the UI over the settings' local store (SQLite or a
     file store), one worker, artifacts read where the runs put them (``<home>/mlartifacts``)."""

@@ -5,14 +5,22 @@ from __future__ import annotations
 import pytest
 
 from detops.cli.demo_flow import flow_epochs
-from detops.demo import DEMO_RUNS
-from tasks.presets import train_config
+from detops.demo import DEMO_RUNS, DemoConfig
+from tasks.presets import PRESETS, train_config
 
 
 def test_the_demo_schedule_is_the_smoke_preset() -> None:
     assert flow_epochs(DEMO_RUNS) is None
     for variant, epochs in DEMO_RUNS:
         assert train_config(variant, preset="smoke")["epochs"] == epochs
+    demo, smoke = DemoConfig(), PRESETS["smoke"]
+    assert (demo.img_size, demo.batch_size, demo.workers, demo.eval_interval, demo.profile_seconds) == (
+        smoke.img_size,
+        smoke.batch_size,
+        smoke.workers,
+        smoke.eval_interval,
+        smoke.profile_seconds,
+    )
 
 
 def test_one_epoch_count_for_every_variant() -> None:

@@ -28,3 +28,25 @@ def test_failed_first_write_creates_nothing(tmp_path):
         tmp.write_bytes(b"half")
         raise ValueError("verification failed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_copy_survives_a_later_replace_of_its_source(tmp_path, monkeypatch):
+    from detops.fileio import atomic_copy, atomic_open
+
+    src, dst = tmp_path / "last.pt", tmp_path / "best.pt"
+    with atomic_open(src) as fh:
+        fh.write("epoch 1")
+    atomic_copy(src, dst)
+    with atomic_open(src) as fh:  # the next epoch's checkpoint
+        fh.write("epoch 2")
+    assert dst.read_text() == "epoch 1" and src.read_text() == "epoch 2"
+    # where hard links are refused, a byte copy
+    import os
+
+    def no_links(*_args, **_kwargs):
+        raise OSError("links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    atomic_copy(src, dst)
+    assert dst.read_text() == "epoch 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]

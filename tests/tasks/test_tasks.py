@@ -94,12 +94,33 @@ def test_run_key_changes_with_each_input() -> None:
         assert caching.run_key(**{**base, **change}) != key  # type: ignore[arg-type]
 
 
-def test_cache_key_fns_key_on_the_training_key() -> None:
-    assert caching.train_cache_key(None, {"plan": {"key": "k1"}}) == "train-k1"
-    assert caching.register_cache_key(None, {"run": {"key": "k1"}, "artifact": {}}) == "register-k1"
-    assert caching.train_cache_key(None, {"plan": {"key": "k2"}}) != caching.train_cache_key(
-        None, {"plan": {"key": "k1"}}
+def test_cache_key_fns_key_on_the_training_key(tmp_path: Path) -> None:
+    def plan(key: str) -> dict[str, str]:
+        run_dir = tmp_path / key
+        run_dir.mkdir(exist_ok=True)
+        for name in ("best.pt", "summary.json"):
+            (run_dir / name).write_text("x")
+        return {"key": key, "run_dir": str(run_dir)}
+
+    assert caching.train_cache_key(None, {"plan": plan("k1")}) == "train-k1"
+    assert caching.train_cache_key(None, {"plan": plan("k2")}) != caching.train_cache_key(
+        None, {"plan": plan("k1")}
     )
+    run = {"key": "k1", "run_id": "r1"}
+    assert caching.register_cache_key(None, {"run": run, "artifact": {}}) == "register-k1-r1"
+    assert caching.register_cache_key(None, {"run": {**run, "run_id": "r2"}}) != "register-k1-r1"
+
+
+def test_no_training_cache_once_the_run_directory_is_gone(tmp_path: Path) -> None:
+    """After `make clean` the cached summary would name deleted checkpoints: train again."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    plan = {"key": "k1", "run_dir": str(run_dir)}
+    assert caching.train_cache_key(None, {"plan": plan}) is None
+    (run_dir / "summary.json").write_text("{}")
+    assert caching.train_cache_key(None, {"plan": plan}) is None  # unfinished: no best.pt yet
+    (run_dir / "best.pt").write_text("x")
+    assert caching.train_cache_key(None, {"plan": plan}) == "train-k1"
 
 
 def test_code_digest_sees_code_not_other_files(tmp_path: Path) -> None:

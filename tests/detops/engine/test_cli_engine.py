@@ -35,8 +35,9 @@ def test_train_then_evaluate_checkpoint(
     )
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    lines = [line for line in captured.out.splitlines() if line.startswith("epoch ")]
+    lines = [line for line in captured.out.splitlines() if line.startswith("damo_yolo_tiny epoch 1/1 ")]
     assert len(lines) == 1 and "mAP" in lines[0]
+    assert "epoch 1/1" not in captured.err  # the summary line once, on stdout (stderr: the bar)
     assert (out / "best.pt").is_file() and (out / "last.pt").is_file()
 
     code = main(["evaluate", str(out / "best.pt"), "--data", str(synth_root), "--split", "val", "--json"])

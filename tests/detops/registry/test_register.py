@@ -54,7 +54,7 @@ def test_register_promote_resolve_select_report(tiny_run: Path, mlflow_server: A
 
     settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
     client = RegistryClient(tracking_uri=mlflow_server.url)
-    reg = register_run(tiny_run, settings=settings, client=client, profile_seconds=0.2, echo=lambda _: None)
+    reg = register_run(tiny_run, settings=settings, client=client, profile_seconds=0.2)
     name = model_name(VARIANT)
     assert reg.model == name
     tags = client.get_version(name, reg.version).tags

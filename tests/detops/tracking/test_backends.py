@@ -92,17 +92,6 @@ def test_postgres_backend_with_s3_artifacts(
         server.stop()
 
 
-def _wait_text(driver: Any, needles: list[str], *, timeout: float = 120.0) -> str:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    def seen(d: Any) -> str | bool:
-        text = str(d.find_element(By.TAG_NAME, "body").text)
-        return text if all(n in text for n in needles) else False
-
-    return str(WebDriverWait(driver, timeout, poll_frequency=1.0).until(seen))
-
-
 @pytest.mark.slow
 def test_mlflow_ui_shows_champion_alias_and_metrics(
     mlflow_server: servers.MlflowServer, chromium: Any, monkeypatch: pytest.MonkeyPatch
@@ -124,14 +113,14 @@ def test_mlflow_ui_shows_champion_alias_and_metrics(
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     chromium.get(f"{mlflow_server.url}/#/models/{name}")
-    text = _wait_text(chromium, [name, "champion"])
+    text = servers.wait_text(chromium, [name, "champion"])
     assert f"Version {version}" in text or f"v{version}" in text or str(version) in text
     shot = ARTIFACTS / "mlflow_ui_model.png"
     chromium.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
 
     chromium.get(f"{mlflow_server.url}/#/models/{name}/versions/{version}")
-    _wait_text(chromium, ["champion", "map_50_95", "0.4321"])
+    servers.wait_text(chromium, ["champion", "map_50_95", "0.4321"])
     shot = ARTIFACTS / "mlflow_ui_model_version.png"
     chromium.save_screenshot(str(shot))
     print(f"screenshot: {shot}")
