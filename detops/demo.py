@@ -102,6 +102,23 @@ def stage_rows(rows: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
     return list(out.items())
 
 
+def synthesize_demo_data(data_root: Path, *, config: DemoConfig) -> Any:
+    """Write the demo's synthetic dataset (``config``'s sizes and seed) to ``data_root`` and log it in
+    one sentence; returns the ``SynthSummary``."""
+    from detops.data.synth import synthesize
+
+    summary = synthesize(
+        data_root,
+        train=config.train_images,
+        val=config.val_images,
+        size=config.synth_size,
+        seed=config.seed,
+        progress=False,
+    )
+    log.info("[data] synthetic COCO dataset (seed %d): %s", config.seed, summary)
+    return summary
+
+
 def run_demo(*, settings: Settings, config: DemoConfig = DemoConfig()) -> dict[str, Any]:
     """Run the demo pipeline without Prefect; returns what the ``retrain`` flow returns (``dataset``,
     ``deployed``, ``registered``, ``decisions``, ``tensorrt``, ``report``) plus ``stages`` ([(name,
@@ -112,7 +129,6 @@ def run_demo(*, settings: Settings, config: DemoConfig = DemoConfig()) -> dict[s
     export, the artifact evaluations and the profiles are logged into that run, and the registered
     version points at it. Raises ``DetopsError`` when a step fails; later steps then do not run.
     """
-    from detops.data.synth import synthesize
     from detops.data.validate import validate_dataset
     from detops.data.versioning import version_dataset
     from detops.deploy.pipeline import evaluate_run, export_run, profile_run
@@ -126,15 +142,7 @@ def run_demo(*, settings: Settings, config: DemoConfig = DemoConfig()) -> dict[s
     clock = StageClock()
 
     with clock("synthesise data"):
-        summary = synthesize(
-            data_root,
-            train=config.train_images,
-            val=config.val_images,
-            size=config.synth_size,
-            seed=config.seed,
-            progress=False,
-        )
-    log.info("[data] synthetic COCO dataset (seed %d): %s", config.seed, summary)
+        synthesize_demo_data(data_root, config=config)
     with clock("validate data"):
         report = validate_dataset(data_root, docs_dir=home / "data-docs")
     if not report.success:

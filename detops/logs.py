@@ -102,7 +102,9 @@ def setup_logging(*, verbose: bool = False, log_file: str | Path | None = None) 
         handler.addFilter(_NotOursBelow())
         if not verbose:
             handler.addFilter(_QuietOthers())
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # lower the root's level to INFO (DEBUG when verbose), never raise it (a test may capture DEBUG)
+    current = root.level if root.level != logging.NOTSET else logging.WARNING
+    root.setLevel(min(current, logging.DEBUG if verbose else logging.INFO))
     if file_handler is not None:
         logging.captureWarnings(True)  # into the file (and, as warnings, the console)
     return None if log_file is None else Path(log_file)

@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from detops.demo import DEMO_RUNS, DemoConfig
+from detops.demo import DEMO_RUNS, DemoConfig, synthesize_demo_data
 from detops.settings import Settings
 
 log = logging.getLogger("detops.demo")
@@ -52,22 +52,13 @@ def run_demo_flow(*, settings: Settings, config: DemoConfig) -> dict[str, Any]:
     if settings.prefect_api_url:
         os.environ.setdefault("PREFECT_API_URL", settings.prefect_api_url)
     from detops.cli.orchestrate import ensure_tag_limits, tag_limits
-    from detops.data.synth import synthesize
     from flows.retrain import retrain
 
     stages: list[tuple[str, float]] = []
     started = time.perf_counter()
     data_root = settings.project_root / "data"
-    summary = synthesize(
-        data_root,
-        train=config.train_images,
-        val=config.val_images,
-        size=config.synth_size,
-        seed=config.seed,
-        progress=False,
-    )
+    synthesize_demo_data(data_root, config=config)
     stages.append(("synthesise data", time.perf_counter() - started))
-    log.info("[data] synthetic COCO dataset (seed %d): %s", config.seed, summary)
     where = os.environ.get("PREFECT_API_URL") or "Prefect's ephemeral local API"
     log.info("[flow] running the Prefect retrain flow (smoke preset) on %s", where)
     started = time.perf_counter()
