@@ -29,16 +29,25 @@ def code_digest(*packages: str | Path) -> str:
     return h.hexdigest()
 
 
-def train_cache_key(context: Any, parameters: dict[str, Any]) -> str | None:
-    """Prefect ``cache_key_fn`` of the training task: its plan's ``key`` (see ``run_key``), or None
-    (no cache: train) when the run directory no longer holds the finished run. Prefect keeps its
-    cache outside the home directory: after ``make clean`` a cached summary would name checkpoints
-    that are gone."""
-    plan = parameters["plan"]
-    run_dir = Path(plan["run_dir"])
-    if not ((run_dir / "best.pt").is_file() and (run_dir / "summary.json").is_file()):
-        return None
-    return f"train-{plan['key']}"
+def train_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Prefect ``cache_key_fn`` of the training task: its plan's ``key`` (see ``run_key``)."""
+    return f"train-{parameters['plan']['key']}"
+
+
+def home_instance(home: str | Path) -> str:
+    """The id of this home directory's life: a random hex string kept in ``<home>/instance-id``,
+    created on first use. Prefect keeps its cache outside the home, so after ``make clean`` (a new
+    home at the same path) the keys must change, or a cached summary would name deleted files."""
+    from detops.fileio import atomic_open
+
+    path = Path(home) / "instance-id"
+    if not path.is_file():
+        import uuid
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path) as fh:
+            fh.write(uuid.uuid4().hex + "\n")
+    return path.read_text().strip()
 
 
 def register_cache_key(context: Any, parameters: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import task
 
-from tasks.caching import code_digest, run_key, train_cache_key
+from tasks.caching import code_digest, home_instance, run_key, train_cache_key
 
 
 @task(name="plan-run", task_run_name="plan-{variant}", tags=["plan"])
@@ -22,7 +22,8 @@ def plan_run(
 ) -> dict[str, Any]:
     """The run of ``variant`` on the versioned ``dataset`` (``version_data``'s dict): ``{"variant",
     "config" (fit kwargs), "profile_seconds" (the preset's), "key" (dataset version + config + digest of the detops and models
-    sources + home and tracking store), "run_dir", "data_root"}``. ``img_size`` overrides the
+    sources + home (its path and instance, see ``home_instance``) and tracking store), "run_dir",
+    "data_root"}``. ``img_size`` overrides the
     preset's input size.
     The run directory is derived from the key, so a retried or repeated run finds its checkpoints."""
     from pathlib import Path
@@ -38,7 +39,11 @@ def plan_run(
     home = settings.home
     # where the run and its registration live belong to the key too: another clone or registry
     # must not be handed this one's cached run directory or model version
-    where = {"home": str(Path(home).resolve()), "tracking": settings.mlflow_tracking_uri}
+    where = {
+        "home": str(Path(home).resolve()),
+        "home_instance": home_instance(home),
+        "tracking": settings.mlflow_tracking_uri,
+    }
     key = run_key(dataset_md5=dataset["md5"], config={**config, **where}, code=code)
     return {
         "variant": variant,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -87,24 +89,35 @@ def _no_default_tracking() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server() -> Iterator[servers.MlflowServer]:
-    """A real ``mlflow server`` on loopback: SQLite backend, proxied local artifacts; ``.url``."""
-    server = servers.start_mlflow_server()
+def _mlflow_boot() -> Iterator[dict[str, Future[servers.MlflowServer]]]:
+    """Both session MLflow servers boot side by side on the first need of either: a boot is one
+    single-threaded process (imports, database migrations) that the test waits on, so on 2 cores the
+    second boots for free while the first is awaited."""
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlflow-boot")
+    boots = {
+        "plain": pool.submit(servers.start_mlflow_server),
+        "auth": pool.submit(servers.start_mlflow_server, auth=True),
+    }
     try:
-        yield server
+        yield boots
     finally:
-        server.stop()
+        for boot in boots.values():
+            with contextlib.suppress(Exception):
+                boot.result().stop()
+        pool.shutdown()
 
 
 @pytest.fixture(scope="session")
-def mlflow_auth_server() -> Iterator[servers.MlflowServer]:
+def mlflow_server(_mlflow_boot: dict[str, Future[servers.MlflowServer]]) -> servers.MlflowServer:
+    """A real ``mlflow server`` on loopback: SQLite backend, proxied local artifacts; ``.url``."""
+    return _mlflow_boot["plain"].result()
+
+
+@pytest.fixture(scope="session")
+def mlflow_auth_server(_mlflow_boot: dict[str, Future[servers.MlflowServer]]) -> servers.MlflowServer:
     """A real ``mlflow server --app-name basic-auth``; admin ``servers.AUTH_ADMIN_USER`` /
     ``servers.AUTH_ADMIN_PASSWORD``, and no permissions for anyone else by default."""
-    server = servers.start_mlflow_server(auth=True)
-    try:
-        yield server
-    finally:
-        server.stop()
+    return _mlflow_boot["auth"].result()
 
 
 @pytest.fixture(scope="session")

@@ -58,11 +58,13 @@ def _start(cmd: list[str], *, env: dict[str, str], log: Path) -> subprocess.Pope
 
 @pytest.fixture(scope="module")
 def platform(
-    tmp_path_factory: pytest.TempPathFactory, mlflow_server: servers.MlflowServer
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Platform]:
     from detops.data.synth import synthesize
 
     base = tmp_path_factory.mktemp("prefect-e2e")
+    # its own MLflow server: the tests count versions, and the session's server holds other tests' ones
+    mlflow_server = servers.start_mlflow_server(root=base / "mlflow")
     project = base / "project"
     project.mkdir()
     git = ["git", "-c", "user.name=detops-test", "-c", "user.email=test@detops.invalid"]
@@ -115,6 +117,7 @@ def platform(
     finally:
         for proc in [*workers.values(), *reversed(procs)]:
             servers._stop_process(proc)
+        mlflow_server.stop()
 
 
 def _start_worker(env: dict[str, str], pool: str, logs: Path) -> subprocess.Popen[bytes]:

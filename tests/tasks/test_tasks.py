@@ -94,33 +94,25 @@ def test_run_key_changes_with_each_input() -> None:
         assert caching.run_key(**{**base, **change}) != key  # type: ignore[arg-type]
 
 
-def test_cache_key_fns_key_on_the_training_key(tmp_path: Path) -> None:
-    def plan(key: str) -> dict[str, str]:
-        run_dir = tmp_path / key
-        run_dir.mkdir(exist_ok=True)
-        for name in ("best.pt", "summary.json"):
-            (run_dir / name).write_text("x")
-        return {"key": key, "run_dir": str(run_dir)}
-
-    assert caching.train_cache_key(None, {"plan": plan("k1")}) == "train-k1"
-    assert caching.train_cache_key(None, {"plan": plan("k2")}) != caching.train_cache_key(
-        None, {"plan": plan("k1")}
+def test_cache_key_fns_key_on_the_training_key() -> None:
+    assert caching.train_cache_key(None, {"plan": {"key": "k1"}}) == "train-k1"
+    assert caching.train_cache_key(None, {"plan": {"key": "k2"}}) != caching.train_cache_key(
+        None, {"plan": {"key": "k1"}}
     )
     run = {"key": "k1", "run_id": "r1"}
     assert caching.register_cache_key(None, {"run": run, "artifact": {}}) == "register-k1-r1"
     assert caching.register_cache_key(None, {"run": {**run, "run_id": "r2"}}) != "register-k1-r1"
 
 
-def test_no_training_cache_once_the_run_directory_is_gone(tmp_path: Path) -> None:
-    """After `make clean` the cached summary would name deleted checkpoints: train again."""
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    plan = {"key": "k1", "run_dir": str(run_dir)}
-    assert caching.train_cache_key(None, {"plan": plan}) is None
-    (run_dir / "summary.json").write_text("{}")
-    assert caching.train_cache_key(None, {"plan": plan}) is None  # unfinished: no best.pt yet
-    (run_dir / "best.pt").write_text("x")
-    assert caching.train_cache_key(None, {"plan": plan}) == "train-k1"
+def test_a_new_home_at_the_same_path_is_a_new_instance(tmp_path: Path) -> None:
+    """After `make clean` the same path holds a new home: its runs must not be cache hits."""
+    import shutil
+
+    home = tmp_path / ".detops"
+    first = caching.home_instance(home)
+    assert caching.home_instance(home) == first  # stable while the home lives
+    shutil.rmtree(home)
+    assert caching.home_instance(home) != first
 
 
 def test_code_digest_sees_code_not_other_files(tmp_path: Path) -> None:
@@ -162,6 +154,8 @@ def test_presets_refuse_bad_parameters(kwargs: dict[str, Any], needle: str) -> N
 def test_plan_run_derives_the_run_directory_from_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import shutil
+
     from detops.settings import get_settings
     from tasks.train import plan_run
 
@@ -175,8 +169,14 @@ def test_plan_run_derives_the_run_directory_from_the_key(
         monkeypatch.setenv("DETOPS_HOME", str(tmp_path / "other-clone"))
         get_settings.cache_clear()
         d = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset=dataset)
+        monkeypatch.setenv("DETOPS_HOME", str(tmp_path / "home"))
+        get_settings.cache_clear()
+        again = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset=dataset)
+        shutil.rmtree(tmp_path / "home")  # make clean
+        cleaned = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset=dataset)
     finally:
         get_settings.cache_clear()
     assert len({a["key"], b["key"], c["key"], d["key"]}) == 4  # another clone never shares a cached run
+    assert again["key"] == a["key"] and cleaned["key"] != a["key"]
     assert Path(a["run_dir"]).parent == tmp_path / "home" / "runs"
     assert a["key"][:12] in a["run_dir"] and a["config"]["epochs"] == 1 and a["data_root"] == dataset["root"]
