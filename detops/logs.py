@@ -38,13 +38,16 @@ class _Below(logging.Filter):
         return record.levelno < self.level
 
 
+def _is_ours(record: logging.LogRecord) -> bool:
+    """Whether ``record`` comes from the ``detops`` logger or one of its children."""
+    return record.name == LOGGER or record.name.startswith(LOGGER + ".")
+
+
 class _QuietOthers(logging.Filter):
     """On a console that is not verbose: records of other libraries only from WARNING up."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return (
-            record.levelno >= logging.WARNING or record.name == LOGGER or record.name.startswith(LOGGER + ".")
-        )
+        return record.levelno >= logging.WARNING or _is_ours(record)
 
 
 def log_path(home: str | Path, command: str, *, now: dt.datetime | None = None) -> Path:
@@ -135,5 +138,4 @@ class _NotOursBelow(logging.Filter):
     """On another console handler: leaves out our records below WARNING (stdout already shows them)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        ours = record.name == LOGGER or record.name.startswith(LOGGER + ".")
-        return not ours or record.levelno >= logging.WARNING
+        return not _is_ours(record) or record.levelno >= logging.WARNING

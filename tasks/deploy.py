@@ -19,7 +19,8 @@ def export(run: dict[str, Any]) -> dict[str, Any]:
 
 
 # No timeout_seconds on the tasks the flow maps: they run in the task runner's worker threads, where
-# Prefect's timeout cannot interrupt them (and warns on every run); the flow's timeout bounds them.
+# Prefect's timeout cannot interrupt them (and warns on every run). An evaluation is bounded by the
+# size of the val split it scores.
 @task(name="evaluate-artifact", task_run_name="evaluate-{artifact[variant]}", tags=["deploy"])
 def evaluate(
     artifact: dict[str, Any], *, data_root: str, backends: tuple[str, ...] = ("ort",)

@@ -125,23 +125,23 @@ def evaluate_backends(
     checkpoint is scored once and every backend gets its ``reference`` and ``delta``. Each backend's
     mAP is its own figure (OpenVINO may compute in bf16 on CPUs with AMX)."""
     out: dict[str, dict[str, Any]] = {}
-    shared: dict[str, Any] | None = None
-    for backend in backends:
-        first = shared is None
+    for i, backend in enumerate(backends):
         stats = evaluate_artifact(
             artifact,
             backend=backend,
             data_root=data_root,
             split=split,
-            reference=reference if first else None,
+            reference=reference if i == 0 else None,  # the first backend scores the checkpoint
             device=device,
             batch_size=batch_size,
         )
-        if reference is not None:
-            if first:
-                shared = {"reference": stats["reference"], "reference_artifact": stats["reference_artifact"]}
-            else:
-                assert shared is not None
-                stats = {**stats, **shared, "delta": stat_delta(stats, shared["reference"])}
+        if reference is not None and i > 0:
+            first = out[backends[0]]
+            stats = {
+                **stats,
+                "reference": first["reference"],
+                "reference_artifact": first["reference_artifact"],
+                "delta": stat_delta(stats, first["reference"]),
+            }
         out[backend] = stats
     return out

@@ -169,3 +169,29 @@ def test_predict_writes_images_and_skips_broken_file(tiny_artifacts, synth_root,
     assert all(a["score"] >= 0.05 for a in coco["annotations"])
     cat_ids = {c["id"] for c in coco["categories"]}
     assert all(a["category_id"] in cat_ids for a in coco["annotations"])
+
+
+def test_evaluate_backends_scores_the_reference_once_and_gives_every_backend_its_delta(monkeypatch):
+    import detops.deploy.evaluate as ev
+    from detops.evaluation import STAT_NAMES
+
+    figures = {"ort": 0.30, "openvino": 0.25}
+    calls: list[tuple[str, object]] = []
+
+    def fake(artifact, *, backend, reference=None, **_):
+        calls.append((backend, reference))
+        stats = {**{k: figures[backend] for k in STAT_NAMES}, "backend": backend}
+        if reference is not None:
+            ref = {k: 0.40 for k in STAT_NAMES}
+            stats.update(reference=ref, reference_artifact=str(reference), delta=ev.stat_delta(stats, ref))
+        return stats
+
+    monkeypatch.setattr(ev, "evaluate_artifact", fake)
+    out = ev.evaluate_backends("m.onnx", backends=("ort", "openvino"), data_root="d", reference="best.pt")
+    assert calls == [("ort", "best.pt"), ("openvino", None)]  # the checkpoint scored once
+    assert out["openvino"]["reference"] == out["ort"]["reference"]
+    assert out["openvino"]["reference_artifact"] == "best.pt"
+    assert out["ort"]["delta"]["AP"] == pytest.approx(0.30 - 0.40)
+    assert out["openvino"]["delta"]["AP"] == pytest.approx(0.25 - 0.40)
+    plain = ev.evaluate_backends("m.onnx", backends=("ort", "openvino"), data_root="d")
+    assert all("delta" not in s for s in plain.values())
