@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detops.tracking import ui
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -140,7 +142,7 @@ def start_mlflow_server(
         cmd += ["--artifacts-destination", artifacts or str(root / "artifacts")]
     else:
         cmd += ["--no-serve-artifacts", "--default-artifact-root", artifacts or str(root / "artifacts")]
-    server_env = {**os.environ, **(env or {})}
+    server_env = ui.server_env({**os.environ, **(env or {})})
     # The tracking client's own variables must not leak into the server.
     for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         server_env.pop(key, None)

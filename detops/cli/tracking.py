@@ -37,7 +37,7 @@ def ui(
 
     With a remote tracking server (DETOPS_MLFLOW_TRACKING_URI=http...), prints that server's URL."""
     from detops.settings import get_settings
-    from detops.tracking.ui import ensure_store_dir, is_remote, ui_command
+    from detops.tracking.ui import ensure_store_dir, is_remote, server_env, ui_command
 
     settings = get_settings()
     if is_remote(settings):
@@ -47,7 +47,7 @@ def ui(
         raise DetopsError(f"--port: must be 1..65535, got {port}")
     ensure_store_dir(settings)
     url = f"http://{host}:{port}"
-    proc = subprocess.Popen(ui_command(settings, host=host, port=port))
+    proc = subprocess.Popen(ui_command(settings, host=host, port=port), env=server_env())
     try:
         _wait_ready(url, proc, timeout=timeout)
         typer.echo(f"MLflow UI: {url}  (store {settings.mlflow_tracking_uri}; Ctrl-C to stop)")

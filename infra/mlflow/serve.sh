@@ -14,6 +14,8 @@ database_uri = ${MLFLOW_AUTH_DATABASE_URI}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
 INI
 export MLFLOW_AUTH_CONFIG_PATH="$conf"
+# MLflow's GenAI job runner (eight processes) is not used by detops; set it to true to have it.
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 exec mlflow server \
   --app-name basic-auth \
   --host 0.0.0.0 --port 5000 \

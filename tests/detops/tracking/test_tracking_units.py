@@ -18,7 +18,7 @@ from detops.tracking.credentials import PASSWORD_VAR, USERNAME_VAR
 from detops.tracking.final_eval import pr_curve_at_iou
 from detops.tracking.provenance import code_version, content_digest, dataset_version
 from detops.tracking.runs import metric_key, write_run_id
-from detops.tracking.ui import is_remote, ui_command
+from detops.tracking.ui import is_remote, server_env, ui_command
 
 IOUS = np.linspace(0.5, 0.95, 10)
 RECALLS = np.linspace(0.0, 1.0, 101)
@@ -168,6 +168,13 @@ def test_ui_command_serves_the_local_store(tmp_path: Path) -> None:
     assert not is_remote(s) and is_remote(
         Settings(project_root=tmp_path, mlflow_tracking_uri="https://m.example")
     )
+
+
+def test_server_env_turns_the_job_runner_off_unless_chosen() -> None:
+    env = server_env({"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    chosen = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"}
+    assert server_env(chosen)["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
 def test_ui_with_a_tracking_server_prints_its_url(
