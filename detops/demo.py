@@ -16,13 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detops.presets import PRESETS, train_config
 from detops.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# (variant, epochs), trained in this order; the same schedule as the flow's smoke preset
-# (tasks/presets.py). The README has the measured times and mAPs.
-DEMO_RUNS: tuple[tuple[str, int], ...] = (("damo_yolo_t", 8), ("rtdetrv2_s", 3))
+SMOKE = PRESETS["smoke"]
+# (variant, epochs), trained in this order: the smoke preset's schedule, as the flow runs it. The README
+# has the measured times and mAPs.
+DEMO_RUNS: tuple[tuple[str, int], ...] = (
+    ("damo_yolo_t", SMOKE.epochs["damo_yolo"]),
+    ("rtdetrv2_s", SMOKE.epochs["rtdetrv2"]),
+)
 DEPLOY_BACKENDS: tuple[str, ...] = ("ort", "openvino")
 TENSORRT_NOTE = (
     "TensorRT build, profile and engine evaluation skipped: no `t4` pool here (run without Prefect)."
@@ -40,12 +45,13 @@ class DemoConfig:
     synth_size: int = 320
     runs: tuple[tuple[str, int], ...] = DEMO_RUNS
     """(variant, epochs) pairs, trained in this order."""
-    img_size: int = 192
-    batch_size: int = 8
-    workers: int = 0
-    eval_interval: int = 2
+    img_size: int | None = None
+    """Training and evaluation input size of every variant; ``None``: the smoke preset's by family."""
+    batch_size: int = SMOKE.batch_size
+    workers: int = SMOKE.workers
+    eval_interval: int = SMOKE.eval_interval
     """Validate every this many epochs (and after the last)."""
-    profile_seconds: float = 1.0
+    profile_seconds: float = SMOKE.profile_seconds
     """Timed seconds per profile measurement of each deployed artifact (after a short warm-up)."""
     progress: bool = False
     """Progress bars during training (``--verbose``)."""
@@ -152,14 +158,15 @@ def run_demo(*, settings: Settings, config: DemoConfig = DemoConfig()) -> dict[s
 
     runs: list[dict[str, Any]] = []
     for variant, epochs in config.runs:
-        log.info("[train] %s: %d epochs at %d px", variant, epochs, config.img_size)
+        img_size = train_config(variant, preset="smoke", img_size=config.img_size)["img_size"]
+        log.info("[train] %s: %d epochs at %d px", variant, epochs, img_size)
         with clock(f"train {variant}"), tracked_training(settings=settings) as tracking:
             run = fit(
                 variant,
                 data_root=data_root,
                 epochs=epochs,
                 out_dir=home / "runs" / f"demo-{variant}",
-                img_size=config.img_size,
+                img_size=img_size,
                 batch_size=config.batch_size,
                 workers=config.workers,
                 seed=config.seed,

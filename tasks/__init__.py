@@ -2,7 +2,7 @@
 
 One module per stage: ``data`` (validate, version), ``train``, ``deploy`` (export, evaluate, profile,
 TensorRT dispatch), ``registry`` (register, promote, report). ``retry`` decides which failures are
-transient, ``caching`` builds the training cache key, ``presets`` holds the ``smoke``/``full`` sizes.
+transient, ``caching`` builds the training cache key.
 ``runtime`` forwards the library's log lines to Prefect and names the flow run in MLflow tags.
 Nothing below this package imports Prefect.
 """

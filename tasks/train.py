@@ -30,8 +30,8 @@ def plan_run(
 
     import detops
     import models
+    from detops.presets import preset_dict, train_config
     from detops.settings import get_settings
-    from tasks.presets import preset_dict, train_config
 
     config = train_config(variant, preset=preset, epochs=epochs, img_size=img_size, seed=seed)
     code = code_digest(Path(detops.__file__).parent, Path(models.__file__).parent)

@@ -17,7 +17,9 @@ def demo_cmd(
     epochs: int = typer.Option(
         None, help="Training epochs for every variant (default: 8 DAMO-YOLO-T, 3 RT-DETRv2-S)."
     ),
-    img_size: int = typer.Option(192, help="Training and evaluation input size."),
+    img_size: int = typer.Option(
+        None, help="Training and evaluation input size (default: 160 DAMO-YOLO-T, 192 RT-DETRv2-S)."
+    ),
     flow: bool = typer.Option(
         True,
         "--flow/--no-flow",
@@ -39,7 +41,8 @@ def demo_cmd(
     if epochs is not None:
         check.at_least(epochs, "--epochs", 1)
     for variant, _ in DEMO_RUNS:
-        check.input_size(check.variant(variant), img_size, training=True)
+        if img_size is not None:
+            check.input_size(check.variant(variant), img_size, training=True)
     runs = DEMO_RUNS if epochs is None else tuple((variant, epochs) for variant, _ in DEMO_RUNS)
     settings = get_settings()
     log_file = setup_logging(verbose=verbose, log_file=log_path(settings.home, "demo"))

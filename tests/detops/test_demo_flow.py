@@ -6,7 +6,7 @@ import pytest
 
 from detops.cli.demo_flow import flow_epochs
 from detops.demo import DEMO_RUNS, DemoConfig
-from tasks.presets import PRESETS, train_config
+from detops.presets import PRESETS, train_config
 
 
 def test_the_demo_schedule_is_the_smoke_preset() -> None:
@@ -14,8 +14,9 @@ def test_the_demo_schedule_is_the_smoke_preset() -> None:
     for variant, epochs in DEMO_RUNS:
         assert train_config(variant, preset="smoke")["epochs"] == epochs
     demo, smoke = DemoConfig(), PRESETS["smoke"]
-    assert (demo.img_size, demo.batch_size, demo.workers, demo.eval_interval, demo.profile_seconds) == (
-        smoke.img_size,
+    # no size of its own: each family trains at the preset's size, in the flow and without it
+    assert demo.img_size is None
+    assert (demo.batch_size, demo.workers, demo.eval_interval, demo.profile_seconds) == (
         smoke.batch_size,
         smoke.workers,
         smoke.eval_interval,

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from detops import presets
 from detops.errors import DetopsError
-from tasks import caching, presets, retry
+from tasks import caching, retry
 
 
 class ConnectionError_(Exception):
@@ -136,6 +137,9 @@ def test_presets_resolve_per_family() -> None:
     assert detr["epochs"] == presets.PRESETS["smoke"].epochs["rtdetrv2"]
     assert presets.train_config("rtdetrv2_s", preset="smoke", epochs=2)["epochs"] == 2
     assert presets.train_config("rtdetrv2_s", preset="full")["img_size"] is None
+    # sizes by family too; an explicit size applies to every family
+    assert (damo["img_size"], detr["img_size"]) == (160, 192)
+    assert presets.train_config("damo_yolo_t", preset="smoke", img_size=256)["img_size"] == 256
 
 
 @pytest.mark.parametrize(
