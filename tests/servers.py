@@ -176,6 +176,61 @@ def start_mlflow_server(
     return MlflowServer(url=url, root=root, proc=proc, env=env or {}, own_root=own_root)
 
 
+@dataclass
+class PrefectServer:
+    """A running ``prefect server start``: ``api`` (http://127.0.0.1:PORT/api), its directory ``root``
+    (PREFECT_HOME, SQLite database, ``server.log``), ``env`` (what a client or worker of it needs)."""
+
+    api: str
+    root: Path
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    own_root: bool = True
+
+    @property
+    def log(self) -> Path:
+        return self.root / "server.log"
+
+    def stop(self) -> None:
+        _stop_process(self.proc)
+        if self.own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_prefect_server(
+    *, root: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300.0
+) -> PrefectServer:
+    """Start ``prefect server start`` (all services, no analytics) on a free loopback port with its
+    own home and SQLite database under ``root``, and wait for ``/api/health``. ``env`` adds
+    variables to the server's environment and to the returned ``env``."""
+    own_root = root is None
+    root = Path(tempfile.mkdtemp(prefix="detops-prefect-")) if root is None else root
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    client_env = {
+        **os.environ,
+        **(env or {}),
+        "PREFECT_HOME": str(root / "home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{root / 'prefect.db'}",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    log = root / "server.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=client_env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_http(f"{api}/health", proc=proc, log=log, timeout=timeout)
+    except Exception:
+        if own_root:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    return PrefectServer(api=api, root=root, proc=proc, env=client_env, own_root=own_root)
+
+
 def _cheap_admin_hash(auth_db: Path) -> None:
     """Store the test admin's password with 1,000 PBKDF2 rounds instead of werkzeug's default. The
     basic-auth app verifies the password on every request: at the default cost the 22 requests of one

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,13 @@ def run_cli(args: list[str], cwd: Path, *, timeout: float = 300) -> subprocess.C
     return subprocess.run(
         [str(DETOPS), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def run_cli_side_by_side(calls: list[tuple[list[str], Path]]) -> list[subprocess.CompletedProcess[str]]:
+    """``run_cli`` for each (args, cwd), two processes at a time: each spends most of its time in
+    single-threaded imports, so two use the two cores of a small machine."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda call: run_cli(*call), calls))
 
 
 PROGRESS = re.compile(r"^epoch \d+: +\d+%\|")  # a tqdm training bar (stderr, \r-rewritten)
@@ -322,15 +330,38 @@ ROWS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def default_rows(
+    ws: Workspace, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> dict[str, tuple[subprocess.CompletedProcess[str], Path]]:
+    """The selected rows that are not marked slow, run side by side once: row id -> (process, its
+    working directory). Slow rows run in their own test."""
+    selected = {
+        item.callspec.id
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.originalname == "test_bad_input_is_one_line"
+    }
+    rows = [row for row in ROWS if not row.marks and row.id in selected]
+    calls = [(_fill(str(row.values[0]), ws).split(), tmp_path_factory.mktemp("row")) for row in rows]
+    procs = run_cli_side_by_side(calls)
+    return {str(row.id): (proc, cwd) for row, proc, (_, cwd) in zip(rows, procs, calls, strict=True)}
+
+
 @pytest.mark.parametrize(("argv", "words", "code"), ROWS)
-def test_bad_input_is_one_line(ws: Workspace, tmp_path: Path, argv: str, words: list[str], code: int) -> None:
-    proc = run_cli(_fill(argv, ws).split(), tmp_path)
+def test_bad_input_is_one_line(
+    ws: Workspace, tmp_path: Path, argv: str, words: list[str], code: int, request: pytest.FixtureRequest
+) -> None:
+    row_id = request.node.callspec.id
+    if request.node.get_closest_marker("slow") is None:
+        proc, cwd = request.getfixturevalue("default_rows")[row_id]
+    else:
+        proc, cwd = run_cli(_fill(argv, ws).split(), tmp_path), tmp_path
     assert proc.returncode == code, proc.stderr
     line = error_line(proc)
     for word in words:
         assert word in line, (word, line)
     assert not list(ws.root.glob("*.onnx")), "a refused export wrote a file"
-    assert not (tmp_path / "home" / "runs").exists() and not (tmp_path / "data").exists()
+    assert not (cwd / "home" / "runs").exists() and not (cwd / "data").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -344,11 +375,15 @@ def test_evaluate_on_cuda_without_cuda(ws: Workspace, tmp_path: Path) -> None:
 def test_worker_error_is_the_same_line(ws: Workspace, tmp_path: Path) -> None:
     """An unreadable image read by a DataLoader worker (the default --workers 2) gives the very line
     that the main process gives with --workers 0."""
-    lines = []
+    calls = []
     for workers in (None, "0"):
         argv = ["train", "damo_yolo_tiny", "--data", str(ws.bad["unreadable"]), "--img-size", "64", *TRAIN]
         argv += ["--out", str(tmp_path / f"run{workers}")]
-        proc = run_cli(argv + ([] if workers is None else ["--workers", workers]), tmp_path)
+        cwd = tmp_path / f"cwd{workers}"
+        cwd.mkdir()
+        calls.append((argv + ([] if workers is None else ["--workers", workers]), cwd))
+    lines = []
+    for proc in run_cli_side_by_side(calls):
         assert proc.returncode == 2, proc.stderr
         lines.append(error_line(proc))
     name = sorted((ws.bad["unreadable"] / "train").iterdir())[2].name

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -74,14 +73,13 @@ def platform(
     subprocess.run([*git, "add", "."], cwd=project, check=True)
     subprocess.run([*git, "commit", "-q", "-m", "init"], cwd=project, check=True)
     synthesize(project / "data", train=8, val=4, size=128, seed=0, progress=False)
-    port = servers.free_port()
-    api = f"http://127.0.0.1:{port}/api"
+    logs = base / "logs"
+    logs.mkdir()
+    workers: dict[str, subprocess.Popen[bytes]] = {}
+    prefect = servers.start_prefect_server(root=base / "prefect")
+    api = prefect.api
     env = {
-        **os.environ,
-        "PREFECT_HOME": str(base / "prefect-home"),
-        "PREFECT_API_URL": api,
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{base / 'prefect.db'}",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **prefect.env,
         "PREFECT_LOGGING_LEVEL": "INFO",
         "DETOPS_PROJECT_ROOT": str(project),
         "DETOPS_MLFLOW_TRACKING_URI": mlflow_server.url,
@@ -90,18 +88,7 @@ def platform(
         "OMP_NUM_THREADS": "1",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",  # Prefect's minimum; the crashed-run automation
     }
-    logs = base / "logs"
-    logs.mkdir()
-    procs = []
-    workers: dict[str, subprocess.Popen[bytes]] = {}
-    server = _start(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        log=logs / "server.log",
-    )
-    procs.append(server)
     try:
-        servers._wait_http(f"{api}/health", proc=server, log=logs / "server.log", timeout=300)
         _prefect(env, "work-pool", "create", "cpu", "--type", "process")
         _prefect(
             env, "work-pool", "create", "t4", "--type", "process"
@@ -115,8 +102,9 @@ def platform(
             api=api, env=env, project=project, mlflow=mlflow_server.url, logs=logs, workers=workers
         )
     finally:
-        for proc in [*workers.values(), *reversed(procs)]:
+        for proc in workers.values():
             servers._stop_process(proc)
+        prefect.stop()
         mlflow_server.stop()
 
 

@@ -1,4 +1,4 @@
-"""`detops deploy`'s tag concurrency limits against a real (test harness) Prefect API: created,
+"""`detops deploy`'s tag concurrency limits against a real Prefect server (the session's): created,
 updated, and, with ``fresh``, cleared of a slot that a killed process left taken."""
 
 from __future__ import annotations
@@ -8,13 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 from detops.cli.orchestrate import ensure_tag_limits
+from tests import servers
 
 
 @pytest.fixture(scope="module")
-def prefect_api() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_api(prefect_server: servers.PrefectServer) -> Iterator[None]:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=300):
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api}):
         yield
 
 
