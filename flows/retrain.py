@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.data import validate_data, version_data
+from tasks.data import pull_data, validate_data, version_data
 from tasks.deploy import dispatch_tensorrt, evaluate, export, profile
 from tasks.registry import promote, register, report
 from tasks.train import plan_run, train
@@ -27,6 +27,7 @@ other). The ``train`` tag's concurrency limit bounds trainings across flow runs.
 def retrain(
     variants: tuple[str, ...] = DEFAULT_VARIANTS,
     dataset_root: str | None = None,
+    dataset_version: str | None = None,
     preset: str = "smoke",
     epochs: int | None = None,
     img_size: int | None = None,
@@ -36,20 +37,25 @@ def retrain(
     push: bool = True,
     tensorrt_pool: str = "t4",
 ) -> dict[str, Any]:
-    """Retrain ``variants`` on the dataset at ``dataset_root`` (default ``<project>/data``) under
+    """Retrain ``variants`` on dataset version ``dataset_version`` (pulled from the DVC remote by each
+    step that reads it, on the worker that runs it) or, without one, on the dataset at
+    ``dataset_root`` (default ``<project>/data``), validated and versioned first, under
     ``preset`` (``smoke``|``full``; ``epochs`` and ``img_size`` override it), deploy, register and promote
     them under ``policy`` (flat policy fields) with ``latency_budget_ms``; returns the dataset
     version, ``deployed`` ({variant: onnx, evaluation, profiles}), registrations, decisions, the
     TensorRT dispatch and the report."""
-    checked = validate_data(dataset_root)
-    dataset = version_data(checked["root"], push=push)
+    if dataset_version is not None:
+        dataset = pull_data(dataset_version)
+    else:
+        checked = validate_data(dataset_root)
+        dataset = version_data(checked["root"], push=push)
     plans = plan_run.map(
         variants, preset=preset, epochs=epochs, img_size=img_size, dataset=unmapped(dataset)
     ).result()
     runs = train.map(plans).result()
     artifacts = [export(run) for run in runs]  # one at a time: torch.onnx.export is not thread-safe
     # every profiled backend is evaluated too, so each is selectable by `select`/`promote`
-    evaluations = evaluate.map(artifacts, data_root=dataset["root"], backends=unmapped(backends)).result()
+    evaluations = evaluate.map(artifacts, dataset=unmapped(dataset), backends=unmapped(backends)).result()
     # one profile at a time: two timings sharing the machine would each report the other's load
     profiles = [
         {b: profile(a, backend=b, seconds=plan["profile_seconds"]) for b in backends}

@@ -69,4 +69,34 @@ def version_data(root: str | None = None, *, push: bool = True) -> dict[str, Any
 
     # the flow's validate-data step has just validated this dataset: not a second time here
     v = version_dataset(_data_root(root), settings=get_settings(), push=push, validate=False)
-    return {"root": _data_root(root), "md5": v.md5, "files": v.files, "remote": v.remote, "pushed": v.pushed}
+    return {**v.to_dict(), "root": _data_root(root), "md5": v.md5, "pushed": v.pushed}
+
+
+@task(
+    name="pull-data",
+    task_run_name="pull-data-{version}",
+    tags=["data", "s3"],
+    retries=3,
+    retry_delay_seconds=[5, 20, 60],
+    retry_condition_fn=retry_transient,
+    timeout_seconds=3600,
+)
+def pull_data(version: str) -> dict[str, Any]:
+    """Pull dataset ``version`` from the configured DVC remote on this worker and validate it; the
+    dataset dict of ``version_data`` (``{"version", "md5", "remote", "files", "root"}``; ``root`` is
+    where this worker put it). An unknown version or unreachable remote stops the flow here, before
+    any training."""
+    from detops.data.versioning import check_version, pull_version, remote_url
+    from detops.settings import get_settings
+
+    settings = get_settings()
+    root = pull_version(check_version(version), settings=settings)
+    checked = validate_data.fn(str(root))
+    files = sum(1 for p in root.rglob("*") if p.is_file())
+    return {
+        "version": version,
+        "md5": version,
+        "remote": remote_url(settings),
+        "files": files,
+        "root": checked["root"],
+    }

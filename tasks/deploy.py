@@ -23,13 +23,16 @@ def export(run: dict[str, Any]) -> dict[str, Any]:
 # size of the val split it scores.
 @task(name="evaluate-artifact", task_run_name="evaluate-{artifact[variant]}", tags=["deploy"])
 def evaluate(
-    artifact: dict[str, Any], *, data_root: str, backends: tuple[str, ...] = ("ort",)
+    artifact: dict[str, Any], *, dataset: dict[str, Any], backends: tuple[str, ...] = ("ort",)
 ) -> dict[str, dict[str, Any]]:
     """``evaluate_run``: COCO stats of the exported ``artifact`` on each of ``backends`` on the val
     split against its checkpoint (scored once), logged into its MLflow run; ``{backend: stats}``."""
+    from detops.data.versioning import dataset_root_for
     from detops.deploy.pipeline import evaluate_run
+    from detops.settings import get_settings
 
-    return evaluate_run(artifact, backends=backends, data_root=data_root)
+    data_root = dataset_root_for(dataset, settings=get_settings())
+    return evaluate_run(artifact, backends=backends, data_root=str(data_root))
 
 
 @task(

@@ -23,8 +23,8 @@ def plan_run(
     """The run of ``variant`` on the versioned ``dataset`` (``version_data``'s dict): ``{"variant",
     "config" (fit kwargs), "profile_seconds" (the preset's), "key" (dataset version + config + digest of the detops and models
     sources + home (its path and instance, see ``home_instance``) and tracking store), "run_dir",
-    "data_root"}``. ``img_size`` overrides the
-    preset's input size.
+    "dataset" (version, remote, and the directory it was versioned from)}``. ``img_size`` overrides the
+    preset's input size; the training step finds the data by version on its own machine.
     The run directory is derived from the key, so a retried or repeated run finds its checkpoints."""
     from pathlib import Path
 
@@ -51,7 +51,7 @@ def plan_run(
         "profile_seconds": preset_dict(preset)["profile_seconds"],
         "key": key,
         "run_dir": str(home / "runs" / f"retrain-{variant}-{key[:12]}"),
-        "data_root": dataset["root"],
+        "dataset": {k: dataset.get(k) for k in ("version", "remote", "root")},
     }
 
 
@@ -80,8 +80,10 @@ def train(plan: dict[str, Any]) -> dict[str, Any]:
     import logging
     from pathlib import Path
 
+    from detops.data.versioning import dataset_root_for
     from detops.engine.callbacks import TimeLimit
     from detops.engine.fit import fit, resume
+    from detops.settings import get_settings
     from detops.tracking.training import tracked_training
     from tasks.runtime import flow_run_tags
 
@@ -101,7 +103,7 @@ def train(plan: dict[str, Any]) -> dict[str, Any]:
             overrides = {**config.pop("overrides", {}), "progress": False}
             summary = fit(
                 variant,
-                data_root=plan["data_root"],
+                data_root=dataset_root_for(plan["dataset"], settings=get_settings()),
                 out_dir=plan["run_dir"],
                 callbacks=callbacks,
                 overrides=overrides,

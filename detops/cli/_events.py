@@ -12,17 +12,21 @@ from typing import Any
 DATASET_VERSIONED = "detops.dataset.versioned"
 
 
-def dataset_event(*, md5: str, files: int, remote: str | None, root: str) -> dict[str, Any]:
-    """The event ``detops data version --push`` emits: name, resource (``detops.dataset.<md5>``) and
-    payload (``md5``, ``files``, ``remote``, ``root``) as keyword arguments of ``emit_event``."""
+def dataset_event(*, version: str, files: int, remote: str | None) -> dict[str, Any]:
+    """The event ``detops data version --push`` emits: name, resource (``detops.dataset.<version>``)
+    and payload (``version``, ``remote``, ``files``) as keyword arguments of ``emit_event``. No local
+    path: the flow run it triggers may run on a machine that has only the remote."""
     return {
         "event": DATASET_VERSIONED,
-        "resource": {"prefect.resource.id": f"detops.dataset.{md5}", "prefect.resource.name": root},
-        "payload": {"md5": md5, "files": files, "remote": remote, "root": root},
+        "resource": {
+            "prefect.resource.id": f"detops.dataset.{version}",
+            "prefect.resource.name": f"dataset {version[:8]}",
+        },
+        "payload": {"version": version, "remote": remote, "files": files},
     }
 
 
-def emit_dataset_versioned(*, md5: str, files: int, remote: str | None, root: str, api_url: str) -> bool:
+def emit_dataset_versioned(*, version: str, files: int, remote: str | None, api_url: str) -> bool:
     """Emit ``dataset_event(...)`` to ``api_url`` (or ``PREFECT_API_URL``) and wait until it is sent.
     Returns False, sending nothing, when neither is set or Prefect is not installed."""
     url = api_url or os.environ.get("PREFECT_API_URL", "")
@@ -35,6 +39,6 @@ def emit_dataset_versioned(*, md5: str, files: int, remote: str | None, root: st
     except ImportError:
         return False
     with temporary_settings(updates={PREFECT_API_URL: url}):
-        sent = emit_event(**dataset_event(md5=md5, files=files, remote=remote, root=root))
+        sent = emit_event(**dataset_event(version=version, files=files, remote=remote))
         EventsWorker.drain_all()
     return sent is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +110,7 @@ def version(
     root: Path = typer.Argument(Path("data"), help="The dataset directory; must be <project root>/data."),
     push: bool = typer.Option(False, "--push", help="Push the dataset to the configured DVC remote."),
     sample_images: int = typer.Option(500, "--sample-images", help="Images per split decoded by validation."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"version", "remote", "files"} as JSON only.'),
 ) -> None:
     """Validate ROOT, track it with DVC (data.dvc) and print its version, the DVC directory hash."""
     from detops.cli import _validate as check
@@ -132,26 +134,41 @@ def version(
         console.print(failure_table(exc.report))
         print(f"Data Docs: {exc.report.docs_path}")
         raise
+    if push:
+        _events.emit_dataset_versioned(
+            version=result.md5, files=result.files, remote=result.remote, api_url=settings.prefect_api_url
+        )
+    if as_json:
+        print(json.dumps(result.to_dict()))
+        return
     print(f"dataset version: {result.md5} ({result.files} files, {result.dvc_file})")
     if push:
         print(f"pushed {result.pushed} file(s) to {settings.dvc_remote} remote {result.remote}")
-        _events.emit_dataset_versioned(
-            md5=result.md5,
-            files=result.files,
-            remote=result.remote,
-            root=str(root.resolve()),
-            api_url=settings.prefect_api_url,
-        )
     console.print(f"commit it: git add {result.dvc_file.name} && git commit -m 'data: {result.md5[:8]}'")
 
 
 @app.command()
-def pull() -> None:
-    """Restore ./data from the configured DVC remote exactly as data.dvc records it."""
-    from detops.data.versioning import pull_dataset
+def pull(
+    version: str = typer.Option(
+        None,
+        "--version",
+        help="Pull this version (a DVC directory hash) into the dataset cache instead, and print its path.",
+    ),
+    out: Path = typer.Option(None, "--out", help="With --version: a new directory to put it in."),
+) -> None:
+    """Restore ./data from the configured DVC remote exactly as data.dvc records it; or, with --version, materialise any pushed version (default: under DETOPS_HOME/datasets/, reused when present) and print its directory."""
+    from detops.data.versioning import pull_dataset, pull_version
     from detops.settings import get_settings
 
     settings = get_settings()
+    if version is None:
+        if out is not None:
+            raise DetopsError("--out: needs --version (./data is restored in place)")
+    else:
+        with _spinner(f"pulling dataset version {version} from the {settings.dvc_remote} remote"):
+            path = pull_version(version, settings=settings, out=out)
+        print(path)
+        return
     with _spinner(f"pulling data from the {settings.dvc_remote} remote"):
         result = pull_dataset(settings=settings)
     print(

@@ -4,7 +4,10 @@
 report), runs ``dvc add data`` and returns the dataset version, the DVC directory hash (the md5 in
 ``data.dvc`` without its ``.dir`` suffix); with ``push=True`` it pushes to the remote described by
 ``Settings``. ``pull_dataset`` configures the same remote and restores ``data/`` byte for byte, e.g. in
-a fresh clone.
+a fresh clone. ``pull_version`` materialises any pushed version by its hash alone, with no project or
+``data.dvc`` of the pusher's: what a worker on another machine does with the version a flow run was
+given (under ``DETOPS_HOME/datasets/<version>``, reused when present; a directory appears there only
+once complete).
 
 Only ``<project root>/data`` is accepted as the dataset root: ``data.dvc`` is committed and names
 that path, so a dataset elsewhere is refused with a message saying to copy it there (copying silently
@@ -18,6 +21,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
 
 REMOTE_NAME = "detops"
 DATA_DIR = "data"
+VERSION_RE = re.compile(r"^[0-9a-f]{32}$")
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,10 @@ class DatasetVersion:
     dvc_file: Path
     remote: str | None
     pushed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"version", "remote", "files"}``: what names this version anywhere (no local path)."""
+        return {"version": self.md5, "remote": self.remote, "files": self.files}
 
 
 def remote_url(settings: Settings) -> str:
@@ -241,3 +252,131 @@ def pull_dataset(*, settings: Settings) -> DatasetVersion:
     md5, files = read_version(dvc_file)
     fetched = int(result.get("fetched", 0)) if isinstance(result, dict) else 0
     return DatasetVersion(md5=md5, files=files, dvc_file=dvc_file, remote=remote, pushed=fetched)
+
+
+def check_version(version: str) -> str:
+    """``version`` when it is a DVC directory hash (32 lowercase hex digits); else ``DetopsError``."""
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise DetopsError(f"dataset version {version!r}: expected the 32 hex digits of a DVC directory hash")
+    return version
+
+
+def dataset_cache(settings: Settings) -> Path:
+    """Where pulled versions live: ``<home>/datasets/<version>``."""
+    return Path(settings.home) / "datasets"
+
+
+def pull_version(version: str, *, settings: Settings, out: str | Path | None = None) -> Path:
+    """Materialise dataset ``version`` from the configured DVC remote and return its directory.
+
+    Default directory: ``<home>/datasets/<version>``, returned at once when present (it only appears,
+    by an atomic rename, once every file has been fetched and checked). ``out``: that directory instead
+    (it must not exist yet; filled through the cache). Raises ``DetopsError`` naming the version and the
+    remote for a malformed or unknown version, or an unreachable remote.
+    """
+    check_version(version)
+    dest = None if out is None else Path(out).expanduser().resolve()
+    if dest is not None and dest.exists():
+        raise DetopsError(f"--out {dest}: already exists; give a new directory for dataset version {version}")
+    target = dataset_cache(settings) / version
+    if not target.is_dir():
+        _fetch_into(version, target, settings=settings)
+    if dest is None:
+        return target
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.copytree(target, partial)
+        os.replace(partial, dest)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return dest
+
+
+def dataset_root_for(dataset: dict[str, Any], *, settings: Settings) -> Path:
+    """The local directory of a flow's ``dataset`` (``{"version", "remote", "root"}``) on the machine
+    that runs the step: the version pulled from its remote (``pull_version``); or, for a version
+    that was not pushed (``remote`` None), the directory it was versioned from, which then has to be
+    on this machine (``DetopsError`` when it is not)."""
+    version = check_version(str(dataset.get("version") or ""))
+    if dataset.get("remote"):
+        return pull_version(version, settings=settings)
+    root = Path(str(dataset.get("root") or ""))
+    if not root.is_dir():
+        raise DetopsError(
+            f"dataset version {version} was not pushed and {root} is not on this machine; "
+            "version it with --push so that any worker can pull it"
+        )
+    return root
+
+
+def _fetch_into(version: str, target: Path, *, settings: Settings) -> None:
+    """Fetch ``version`` through a scratch DVC repository beside the cache and rename its checkout to
+    ``target``. The scratch repository holds a one-output ``.dvc`` file naming the version: DVC fetches
+    the directory's manifest by its hash, then its files, and checks every file's hash."""
+    import yaml
+
+    cache = target.parent
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = cache / ".dvc-repo"
+    quiet = _quiet_dvc()
+    if not (scratch / ".dvc").is_dir():
+        os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+        from dvc.repo import Repo
+
+        Repo.init(str(scratch), no_scm=True, force=True).close()
+    name = f"pull-{version[:8]}-{uuid.uuid4().hex[:8]}"
+    dvc_file = scratch / f"{name}.dvc"
+    out = {"md5": f"{version}.dir", "hash": "md5", "path": name}  # DVC 3's md5 (not the legacy one)
+    dvc_file.write_text(yaml.safe_dump({"outs": [out]}))
+    remote = remote_url(settings)
+    try:
+        with _repo(scratch) as repo:
+            try:
+                remote = configure_remote(repo, settings)
+            except DetopsError as exc:  # an unreachable or refusing S3 endpoint
+                raise DetopsError(f"dataset version {version}: DVC remote {remote}: {exc}") from None
+            with repo.config.edit("local") as conf:
+                conf["cache"]["type"] = "reflink,hardlink,copy"  # the checkout shares the fetched files
+            try:
+                repo.pull(targets=[str(dvc_file)], remote=REMOTE_NAME)
+            except Exception as exc:  # DVC's errors vary by remote and cause; one line for each
+                first = (str(exc).splitlines() or [type(exc).__name__])[0]
+                if type(exc).__name__ == "CheckoutError":  # fetched what there was; files missing
+                    first = "the remote does not hold it (an unknown version, or a push that did not finish)"
+                raise DetopsError(
+                    f"dataset version {version}: cannot pull it from the DVC remote {remote}: {first}"
+                ) from None
+        checkout = scratch / name
+        if not checkout.is_dir():
+            raise DetopsError(f"dataset version {version}: the DVC remote {remote} returned no directory")
+        try:
+            os.replace(checkout, target)
+        except OSError:
+            if not target.is_dir():  # another process completed it first: theirs is as good
+                raise
+    finally:
+        dvc_file.unlink(missing_ok=True)
+        shutil.rmtree(scratch / name, ignore_errors=True)
+        quiet.restore()
+    log.info("dataset version %s pulled from %s into %s", version, remote, target)
+
+
+@dataclass
+class _QuietDvc:
+    """DVC's own info and warning lines (``Initialized DVC repository.``, the list of missing cache
+    files) silenced while ``pull_version`` runs: its failure is reported as one error line instead."""
+
+    levels: dict[str, int]
+
+    def restore(self) -> None:
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _quiet_dvc() -> _QuietDvc:
+    names = ("dvc", "dvc_data", "dvc_objects")
+    quiet = _QuietDvc({name: logging.getLogger(name).level for name in names})
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return quiet

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from detops.data.versioning import DATA_DIR, read_version
+from detops.data.versioning import DATA_DIR, VERSION_RE, read_version
 
 UNKNOWN = "unknown"
 
@@ -71,12 +71,18 @@ def content_digest(root: str | Path) -> tuple[str, int]:
 
 def dataset_version(data_root: str | Path, *, project_root: str | Path) -> DatasetInfo:
     """The version of the dataset at ``data_root``: DVC's hash from ``<project>/data.dvc`` when
-    ``data_root`` is the DVC-tracked ``<project>/data``, otherwise ``content_digest``."""
+    ``data_root`` is the DVC-tracked ``<project>/data``, the version itself for a version pulled by
+    ``pull_version`` (``.../datasets/<version>``), otherwise ``content_digest``."""
     root, project = Path(data_root).resolve(), Path(project_root).resolve()
     dvc_file = project / f"{DATA_DIR}.dvc"
     if dvc_file.is_file() and root == (project / DATA_DIR).resolve():
         md5, files = read_version(dvc_file)
         revision = _git(project, "log", "-1", "--format=%H", "--", dvc_file.name) or UNKNOWN
         return DatasetInfo(digest=md5, tracked_by="dvc", git_revision=revision, root=str(root), files=files)
+    if root.parent.name == "datasets" and VERSION_RE.match(root.name):
+        files = sum(1 for p in root.rglob("*") if p.is_file())
+        return DatasetInfo(
+            digest=root.name, tracked_by="dvc", git_revision=UNKNOWN, root=str(root), files=files
+        )
     digest, files = content_digest(root)
     return DatasetInfo(digest=digest, tracked_by="content", git_revision=UNKNOWN, root=str(root), files=files)

@@ -46,19 +46,25 @@ def test_every_deployment_names_a_flow_and_valid_parameters() -> None:
 
 def test_the_trigger_matches_the_event_the_cli_emits() -> None:
     (trigger,) = _deployments()["retrain-on-new-data"]["triggers"]
-    event = _events.dataset_event(md5="0123abcd", files=12, remote="/r", root="/p/data")
+    event = _events.dataset_event(version="0123abcd" * 4, files=12, remote="s3://b/p")
     assert event["event"] in trigger["expect"]
     pattern = trigger["match"]["prefect.resource.id"]
     assert fnmatch.fnmatch(event["resource"]["prefect.resource.id"], pattern)
     assert not fnmatch.fnmatch("detops.model.0123abcd", pattern)
-    # the trigger's templated parameter reads a payload field that the event carries
-    assert trigger["parameters"]["dataset_root"] == "{{ event.payload.root }}"
-    assert event["payload"]["root"] == "/p/data" and event["payload"]["md5"] == "0123abcd"
+    # the trigger passes the version, never a path of the machine that pushed it
+    assert trigger["parameters"] == {"dataset_version": "{{ event.payload.version }}"}
+    assert event["payload"] == {"version": "0123abcd" * 4, "remote": "s3://b/p", "files": 12}
+    assert "retrain" in _deployments()["retrain-on-new-data"]["entrypoint"]
+    import inspect
+
+    from flows.retrain import retrain
+
+    assert "dataset_version" in inspect.signature(retrain.fn).parameters
 
 
 def test_no_event_without_a_prefect_api(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    assert _events.emit_dataset_versioned(md5="m", files=1, remote=None, root="/d", api_url="") is False
+    assert _events.emit_dataset_versioned(version="m", files=1, remote=None, api_url="") is False
 
 
 def test_detops_deploy_creates_both_pools_with_their_templates() -> None:

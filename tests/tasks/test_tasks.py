@@ -166,7 +166,7 @@ def test_plan_run_derives_the_run_directory_from_the_key(
     monkeypatch.setenv("DETOPS_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
     try:
-        dataset = {"md5": "d1", "root": str(tmp_path / "data")}
+        dataset = {"md5": "d1", "version": "d1", "remote": "s3://b/p", "root": str(tmp_path / "data")}
         a = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset=dataset)
         b = plan_run.fn("damo_yolo_t", preset="smoke", epochs=2, dataset=dataset)
         c = plan_run.fn("damo_yolo_t", preset="smoke", epochs=1, dataset={**dataset, "md5": "d2"})
@@ -183,4 +183,6 @@ def test_plan_run_derives_the_run_directory_from_the_key(
     assert len({a["key"], b["key"], c["key"], d["key"]}) == 4  # another clone never shares a cached run
     assert again["key"] == a["key"] and cleaned["key"] != a["key"]
     assert Path(a["run_dir"]).parent == tmp_path / "home" / "runs"
-    assert a["key"][:12] in a["run_dir"] and a["config"]["epochs"] == 1 and a["data_root"] == dataset["root"]
+    assert a["key"][:12] in a["run_dir"] and a["config"]["epochs"] == 1
+    # the plan names the data by version and remote; the training step finds it on its machine
+    assert a["dataset"] == {"version": "d1", "remote": "s3://b/p", "root": dataset["root"]}
