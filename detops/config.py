@@ -26,7 +26,7 @@ class TrainConfig:
         batch_size: total batch over all processes.
         workers: data-loader worker processes per process.
         seed: seeds model init, shuffling and augmentation.
-        device: ``"cpu"`` or ``"cuda"``.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when this machine has it; AMP follows).
         weights: a ``detops weights import`` file or a detops checkpoint to start from.
         lr: base learning rate; ``None`` = the recipe's (DAMO-YOLO scales it with the batch).
         warmup_iters, no_aug_epochs: ``None`` = the recipe's fractions of this run.
@@ -48,7 +48,7 @@ class TrainConfig:
     batch_size: int = 16
     workers: int = 2
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     weights: str | None = None
     lr: float | None = None
     warmup_iters: int | None = None

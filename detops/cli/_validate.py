@@ -20,7 +20,7 @@ from detops.errors import DetopsError
 if TYPE_CHECKING:
     from models.variants import Variant
 
-DEVICES = ("cpu", "cuda")
+DEVICES = ("cpu", "cuda", "auto")
 
 
 def at_least(value: int, option: str, minimum: int) -> int:
@@ -38,8 +38,13 @@ def one_of(value: str, option: str, choices: tuple[str, ...]) -> str:
 
 
 def device(value: str, option: str = "--device") -> str:
-    """``value`` when it names a device this machine has: ``cpu``, or ``cuda`` with CUDA available."""
+    """The device ``value`` names on this machine: ``cpu``, ``cuda`` when CUDA is available, and
+    ``auto`` resolved to one of them (CUDA when there is one)."""
     one_of(value, option, DEVICES)
+    if value == "auto":
+        from detops.engine.distributed import resolve_device
+
+        return resolve_device(value)
     if value == "cuda":
         import torch
 

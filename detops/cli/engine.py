@@ -21,7 +21,7 @@ def train(
         None, "--weights", help="Weight file (detops weights import) or checkpoint."
     ),
     resume: Path = typer.Option(None, "--resume", help="Run directory to continue from its last.pt."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda or auto (CUDA when available, with AMP)."),
     out: Path = typer.Option(None, "--out", help="Run directory (default <project>/.detops/runs/<variant>)."),
     workers: int = typer.Option(2, "--workers", help="Data-loader workers per process."),
     seed: int = typer.Option(0, "--seed", help="Seed for init, shuffling and augmentation."),
@@ -40,7 +40,7 @@ def train(
     from detops.cli import _validate as check
 
     # Arguments first: a bad one is refused before the engine (and torch) is even imported.
-    check.device(device)
+    device = check.device(device)
     check.at_least(batch_size, "--batch-size", 1)
     check.at_least(workers, "--workers", 0)
     if epochs is not None:
@@ -101,7 +101,9 @@ def evaluate(
     predictions: Path = typer.Option(None, "--predictions", help="COCO results JSON."),
     data: Path = typer.Option(None, "--data", help="Dataset root (with CHECKPOINT)."),
     split: str = typer.Option("val", "--split", help="Split to evaluate (with CHECKPOINT)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (with CHECKPOINT)."),
+    device: str = typer.Option(
+        "auto", "--device", help="cpu, cuda or auto (CUDA when available; with CHECKPOINT)."
+    ),
     batch_size: int = typer.Option(8, "--batch-size", help="Batch size (with CHECKPOINT)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     backend: str = typer.Option(
@@ -130,7 +132,7 @@ def evaluate(
     if checkpoint is None:
         backend = check.one_of(backend or "pycocotools", "--backend", ("pycocotools", "faster"))
     if checkpoint is not None:
-        check.device(device)
+        device = check.device(device)
         if annotations is not None or predictions is not None:
             raise DetopsError("give either CHECKPOINT --data ROOT or --annotations/--predictions, not both")
         if data is None:

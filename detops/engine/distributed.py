@@ -33,6 +33,14 @@ class DistInfo:
         return self.rank == 0
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when this machine has a CUDA device and ``cpu`` otherwise; any other
+    name is returned as is."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def init_from_env(device: str) -> DistInfo:
     """Join the process group described by torchrun's environment (no-op for a single process).
 

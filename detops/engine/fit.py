@@ -65,7 +65,7 @@ def fit(
     out_dir: str | Path,
     img_size: int | None = None,
     batch_size: int = 16,
-    device: str = "cpu",
+    device: str = "auto",
     workers: int = 2,
     seed: int = 0,
     weights: str | Path | None = None,
@@ -258,6 +258,7 @@ def _resolve_run(config: TrainConfig) -> _Run:
         raise DetopsError(f"img_size {size}: {exc}") from None
     if config.epochs < 1 or config.batch_size < 1:
         raise DetopsError(f"epochs and batch_size must be >= 1 (got {config.epochs}, {config.batch_size})")
+    config.device = dist_utils.resolve_device(config.device)  # the run records the device it used
     if config.device.startswith("cuda") and not torch.cuda.is_available():
         raise DetopsError(f"device {config.device!r} requested but CUDA is not available")
     info = dist_utils.init_from_env(config.device)

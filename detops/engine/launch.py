@@ -1,0 +1,101 @@
+"""``detops train`` on N processes through ``torchrun``, watched from a parent process (a flow run).
+
+``train_distributed(nproc, train_args, run_dir=..., on_line=...)`` starts ``torchrun --standalone
+--nproc_per_node N -m detops.cli train ...`` as a subprocess, hands every line the ranks print to
+``on_line`` (a Prefect run's logger), and returns rank 0's ``summary.json`` from the run directory. A
+rank that fails ends the launch with a ``DetopsError`` carrying the last ``error:`` line any rank
+printed (or its last line); torchrun stops the other ranks itself. One process trains in the caller's
+process instead (``fit``), with no launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from detops.errors import DetopsError
+
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run")
+"""torchrun itself (the ``torchrun`` console script runs this module), with this interpreter."""
+
+
+def torchrun_command(
+    nproc: int, train_args: Sequence[str], *, program: Sequence[str] = ("-m", "detops.cli", "train")
+) -> list[str]:
+    """The command line: one node (``--standalone``: a local rendezvous), ``nproc`` processes, each
+    running ``program`` with ``train_args``."""
+    if nproc < 1:
+        raise DetopsError(f"gpus / nproc_per_node must be at least 1, got {nproc}")
+    return [*TORCHRUN, "--standalone", "--nproc_per_node", str(nproc), *program, *train_args]
+
+
+def last_error(lines: Sequence[str]) -> str:
+    """The line a failed launch is reported by: the last ``error:`` line (the CLI's one-line errors,
+    from any rank), else the last line that is not torchrun's own failure banner, else a fixed text."""
+    for line in reversed(lines):
+        if line.lstrip().startswith("error:"):
+            return line.strip()
+    for line in reversed(lines):
+        text = line.strip()
+        if text and not set(text) <= set("=-*") and "ChildFailedError" not in text:
+            return text
+    return "no output from any rank"
+
+
+def run_torchrun(
+    command: Sequence[str],
+    *,
+    on_line: Callable[[str], None],
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> None:
+    """Run ``command`` (``torchrun_command``'s), passing each line of its combined output to
+    ``on_line`` as it comes; ``DetopsError`` with ``last_error`` when it exits non-zero."""
+    seen: list[str] = []
+    proc = subprocess.Popen(
+        list(command),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+        cwd=cwd,
+    )
+    assert proc.stdout is not None
+    try:
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            seen.append(line)
+            del seen[:-200]  # the tail is enough to report a failure
+            on_line(line)
+    finally:
+        code = proc.wait()
+    if code != 0:
+        raise DetopsError(
+            f"training under torchrun failed (exit code {code}): {last_error(seen)}", exit_code=1
+        )
+
+
+def train_distributed(
+    nproc: int,
+    train_args: Sequence[str],
+    *,
+    run_dir: str | Path,
+    on_line: Callable[[str], None],
+    env: dict[str, str] | None = None,
+    program: Sequence[str] = ("-m", "detops.cli", "train"),
+) -> dict[str, Any]:
+    """``detops train`` (``program``) with ``train_args`` on ``nproc`` processes writing into
+    ``run_dir`` (passed as ``--out``); returns rank 0's summary."""
+    run_dir = Path(run_dir)
+    command = torchrun_command(nproc, [*train_args, "--out", str(run_dir)], program=program)
+    run_torchrun(command, on_line=on_line, env=env)
+    summary = run_dir / "summary.json"
+    if not summary.is_file():
+        raise DetopsError(f"training under torchrun ended without {summary}", exit_code=1)
+    return dict(json.loads(summary.read_text()))

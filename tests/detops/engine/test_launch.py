@@ -1,0 +1,105 @@
+"""The torchrun launcher for real (``python -m torch.distributed.run``, two local ranks) on a stand-in
+rank program: the command, the streamed lines, rank 0's summary, and a failing rank's error line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from detops.engine.launch import TORCHRUN, last_error, torchrun_command, train_distributed
+from detops.errors import DetopsError
+
+# What each rank runs: prints a line naming its rank; rank 0 writes the summary into --out; with
+# FAIL_RANK set, that rank fails the way the CLI does (one `error:` line on stderr, exit 2).
+RANK_PROGRAM = """
+import json, os, sys
+from pathlib import Path
+rank = int(os.environ["RANK"]); world = int(os.environ["WORLD_SIZE"])
+out = Path(sys.argv[sys.argv.index("--out") + 1])
+print(f"rank {rank} of {world} args {sys.argv[1:3]}", flush=True)
+if os.environ.get("FAIL_RANK") == str(rank):
+    print(f"error: instances_train.json: image 7 not found (rank {rank})", file=sys.stderr, flush=True)
+    sys.exit(2)
+if rank == 0:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps({"variant": sys.argv[1], "world": world}))
+"""
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> tuple[str, ...]:
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_PROGRAM)
+    return (str(script),)
+
+
+def test_the_command_is_torchrun_standalone() -> None:
+    cmd = torchrun_command(4, ["damo_yolo_t", "--epochs", "3"])
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"] and tuple(cmd[:3]) == TORCHRUN
+    assert cmd[3:] == [
+        "--standalone",
+        "--nproc_per_node",
+        "4",
+        "-m",
+        "detops.cli",
+        "train",
+        "damo_yolo_t",
+        "--epochs",
+        "3",
+    ]
+    with pytest.raises(DetopsError, match="at least 1, got 0"):
+        torchrun_command(0, [])
+
+
+def test_two_ranks_stream_lines_and_rank_zero_returns_the_summary(tmp_path: Path, program) -> None:
+    lines: list[str] = []
+    summary = train_distributed(
+        2, ["damo_yolo_t", "--epochs"], run_dir=tmp_path / "run", on_line=lines.append, program=program
+    )
+    assert summary == {"variant": "damo_yolo_t", "world": 2}
+    assert {line for line in lines if line.startswith("rank ")} == {
+        "rank 0 of 2 args ['damo_yolo_t', '--epochs']",
+        "rank 1 of 2 args ['damo_yolo_t', '--epochs']",
+    }
+
+
+def test_a_failing_rank_fails_the_launch_with_its_error_line(tmp_path: Path, program) -> None:
+    lines: list[str] = []
+    with pytest.raises(DetopsError) as caught:
+        train_distributed(
+            2,
+            ["damo_yolo_t"],
+            run_dir=tmp_path / "run",
+            on_line=lines.append,
+            program=program,
+            env={"FAIL_RANK": "1"},
+        )
+    assert str(caught.value).startswith(
+        "training under torchrun failed (exit code 1): error: instances_train.json"
+    )
+    assert "(rank 1)" in str(caught.value) and caught.value.exit_code == 1
+
+
+def test_last_error_prefers_the_error_line_over_torchrun_banners() -> None:
+    lines = [
+        "epoch 1/3 loss 2.0",
+        "error: bad thing",
+        "Traceback ...",
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:",
+        "======",
+    ]
+    assert last_error(lines) == "error: bad thing"
+    assert (
+        last_error(["loading", "RuntimeError: CUDA out of memory", "======"])
+        == "RuntimeError: CUDA out of memory"
+    )
+    assert last_error([]) == "no output from any rank"
+
+
+def test_a_missing_summary_is_an_error(tmp_path: Path) -> None:
+    script = tmp_path / "quiet.py"
+    script.write_text("print('nothing written')\n")
+    with pytest.raises(DetopsError, match="ended without .*summary.json"):
+        train_distributed(2, [], run_dir=tmp_path / "run", on_line=lambda _: None, program=(str(script),))
