@@ -70,7 +70,7 @@ thread, where Prefect's own ``timeout_seconds`` cannot interrupt it)."""
     retries=1,
     retry_delay_seconds=10,
 )
-def train(plan: dict[str, Any]) -> dict[str, Any]:
+def train(plan: dict[str, Any], gpus: int = 1) -> dict[str, Any]:
     """Train ``plan`` (``plan_run``'s dict), tracked in MLflow like ``detops train`` (the flow run's id
     and URL as tags), and return ``fit``'s summary plus ``key`` and the MLflow ``run_id``.
 
@@ -90,6 +90,9 @@ def train(plan: dict[str, Any]) -> dict[str, Any]:
     config = dict(plan["config"])
     last = Path(plan["run_dir"]) / "last.pt"
     resumed = last.is_file()
+    data_root = dataset_root_for(plan["dataset"], settings=get_settings())
+    if gpus > 1:
+        return _train_under_torchrun(plan, gpus=gpus, data_root=data_root, resume=resumed)
     with tracked_training(resume=resumed, tags=flow_run_tags()) as tracking:
         callbacks = [*tracking.callbacks, TimeLimit(TRAIN_TIME_LIMIT_S)]
         if resumed:
@@ -103,10 +106,25 @@ def train(plan: dict[str, Any]) -> dict[str, Any]:
             overrides = {**config.pop("overrides", {}), "progress": False}
             summary = fit(
                 variant,
-                data_root=dataset_root_for(plan["dataset"], settings=get_settings()),
+                data_root=data_root,
                 out_dir=plan["run_dir"],
                 callbacks=callbacks,
                 overrides=overrides,
                 **config,
             )
     return {**summary, "key": plan["key"], "resumed": resumed, "run_id": tracking.run_id}
+
+
+def _train_under_torchrun(plan: dict[str, Any], *, gpus: int, data_root: Any, resume: bool) -> dict[str, Any]:
+    """``plan`` on ``gpus`` processes (``torchrun``), each rank's lines in this task run's log; rank 0
+    tracks the MLflow run (with the flow run's tags) and records its id in the run directory."""
+    import logging
+
+    from detops.engine.launch import train_args, train_distributed
+    from detops.tracking.runs import run_id_for
+    from tasks.runtime import flow_run_tags
+
+    log = logging.getLogger("detops.train")
+    args = train_args(plan["config"], data_root=data_root, resume=resume, tags=flow_run_tags())
+    summary = train_distributed(gpus, args, run_dir=plan["run_dir"], resume=resume, on_line=log.info)
+    return {**summary, "key": plan["key"], "resumed": resume, "run_id": run_id_for(plan["run_dir"])}

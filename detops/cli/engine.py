@@ -11,6 +11,13 @@ import typer
 from detops.errors import DetopsError
 
 
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise DetopsError(f"--tag {text!r}: expected KEY=VALUE")
+    return key, value
+
+
 def train(
     variant: str = typer.Argument(None, help="Variant to train, e.g. damo_yolo_t (omit with --resume)."),
     data: Path = typer.Option(None, "--data", help="Dataset root (our layout or COCO 2017)."),
@@ -26,6 +33,12 @@ def train(
     workers: int = typer.Option(2, "--workers", help="Data-loader workers per process."),
     seed: int = typer.Option(0, "--seed", help="Seed for init, shuffling and augmentation."),
     no_augment: bool = typer.Option(False, "--no-augment", help="Resize + flip only."),
+    eval_interval: int = typer.Option(
+        1, "--eval-interval", help="Validate every N epochs (and after the last)."
+    ),
+    tag: list[str] = typer.Option(
+        None, "--tag", help="KEY=VALUE tag of the MLflow run (repeatable), e.g. the Prefect flow run's id."
+    ),
     track: bool = typer.Option(
         None, "--track/--no-track", help="Log the run to MLflow (default: on; DETOPS_TRACK=false)."
     ),
@@ -43,6 +56,8 @@ def train(
     device = check.device(device)
     check.at_least(batch_size, "--batch-size", 1)
     check.at_least(workers, "--workers", 0)
+    check.at_least(eval_interval, "--eval-interval", 1)
+    tags = dict(_tag(t) for t in tag or [])
     if epochs is not None:
         check.at_least(epochs, "--epochs", 1)
     if variant is not None and resume is None:
@@ -59,7 +74,7 @@ def train(
     settings = get_settings()
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 writes the log file
     log_file = setup_logging(verbose=verbose, log_file=log_path(settings.home, "train") if rank0 else None)
-    with tracked_training(track=track, resume=resume is not None, settings=settings) as tracking:
+    with tracked_training(track=track, resume=resume is not None, tags=tags, settings=settings) as tracking:
         if resume is not None:
             summary = resume_run(resume, epochs=epochs, device=device, callbacks=tracking.callbacks)
         else:
@@ -76,7 +91,7 @@ def train(
                 workers=workers,
                 seed=seed,
                 weights=weights,
-                overrides={"augment": not no_augment},
+                overrides={"augment": not no_augment, "eval_interval": eval_interval},
                 callbacks=tracking.callbacks,
             )
     if int(os.environ.get("RANK", "0")) != 0:

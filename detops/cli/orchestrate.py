@@ -15,6 +15,11 @@ from detops.errors import DetopsError
 
 POOL_TEMPLATES: dict[str, dict[str, str]] = {
     "cpu": {"process": "infra/prefect/cpu-process.json"},
+    "gpu": {
+        "kubernetes": "infra/prefect/gpu-kubernetes.json",
+        "docker": "infra/prefect/gpu-docker.json",
+        "process": "infra/prefect/gpu-process.json",
+    },
     "t4": {"kubernetes": "infra/prefect/t4-kubernetes.json", "docker": "infra/prefect/t4-docker.json"},
 }
 
@@ -91,17 +96,23 @@ def register(app: typer.Typer) -> None:
     app.command("deploy")(deploy_cmd)
 
 
-def pool_commands(*, t4_type: str, templates: bool = True) -> list[list[str]]:
-    """The ``prefect`` argument lists that create (or update) the ``cpu`` and ``t4`` pools; the ``t4``
-    pool is ``t4_type`` (kubernetes, docker, or process for a single-machine test)."""
-    if t4_type not in ("kubernetes", "docker", "process"):
-        raise DetopsError(f"--t4-type must be kubernetes, docker or process, got {t4_type!r}")
+def pool_commands(
+    *, t4_type: str, gpu_type: str = "kubernetes", templates: bool = True, gpu_limit: int | None = None
+) -> list[list[str]]:
+    """The ``prefect`` argument lists that create (or update) the ``cpu``, ``gpu`` and ``t4`` pools;
+    ``gpu_type`` and ``t4_type`` are kubernetes, docker, or process (one host, or a single-machine test).
+    ``gpu_limit``: the ``gpu`` pool's concurrency limit (trainings at once across its workers)."""
+    for option, kind in (("--t4-type", t4_type), ("--gpu-type", gpu_type)):
+        if kind not in ("kubernetes", "docker", "process"):
+            raise DetopsError(f"{option} must be kubernetes, docker or process, got {kind!r}")
     out = []
-    for pool, kind in (("cpu", "process"), ("t4", t4_type)):
+    for pool, kind in (("cpu", "process"), ("gpu", gpu_type), ("t4", t4_type)):
         cmd = ["work-pool", "create", pool, "--type", kind, "--overwrite"]
         template = POOL_TEMPLATES[pool].get(kind)
         if templates and template:
             cmd += ["--base-job-template", template]
+        if pool == "gpu" and gpu_limit is not None:
+            cmd += ["--concurrency-limit", str(gpu_limit)]
         out.append(cmd)
     return out
 
@@ -110,13 +121,23 @@ def deploy_cmd(
     t4_type: str = typer.Option(
         "kubernetes", "--t4-type", help="Worker type of the t4 pool: kubernetes, docker or process."
     ),
+    gpu_type: str = typer.Option(
+        "kubernetes",
+        "--gpu-type",
+        help="Worker type of the gpu (training) pool: kubernetes, docker or process.",
+    ),
+    gpu_trainings: int = typer.Option(
+        None,
+        "--gpu-trainings",
+        help="Trainings at once on the gpu pool (its concurrency limit; default none).",
+    ),
     templates: bool = typer.Option(
         True, "--templates/--no-templates", help="Use the base job templates in infra/prefect/."
     ),
     cpu_workers: int = typer.Option(1, help="CPU workers: trainings at once ('train' tag limit)."),
     gpus: int = typer.Option(1, help="GPUs in the t4 pool: TensorRT builds at once ('tensorrt' tag limit)."),
 ) -> None:
-    """Create the 'cpu' and 't4' work pools, the 'train' and 'tensorrt' tag concurrency limits and the
+    """Create the 'cpu', 'gpu' and 't4' work pools, the 'train' and 'tensorrt' tag concurrency limits and the
     crashed-run automation, and register prefect.yaml's deployments on the configured Prefect server
     (PREFECT_API_URL); run it from the repository root."""
     from detops.settings import get_settings
@@ -126,7 +147,10 @@ def deploy_cmd(
     if not (root / "prefect.yaml").is_file():
         raise DetopsError(f"{root / 'prefect.yaml'}: not found; run `detops deploy` from the repository root")
     automations = load_automations(root / AUTOMATIONS)
-    for args in [*pool_commands(t4_type=t4_type, templates=templates), ["deploy", "--all"]]:
+    if gpu_trainings is not None and gpu_trainings < 1:
+        raise DetopsError(f"--gpu-trainings must be at least 1, got {gpu_trainings}")
+    pools = pool_commands(t4_type=t4_type, gpu_type=gpu_type, templates=templates, gpu_limit=gpu_trainings)
+    for args in [*pools, ["deploy", "--all"]]:
         done = subprocess.run(
             [sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=root, capture_output=True, text=True
         )

@@ -34,6 +34,31 @@ def torchrun_command(
     return [*TORCHRUN, "--standalone", "--nproc_per_node", str(nproc), *program, *train_args]
 
 
+def train_args(
+    config: dict[str, Any], *, data_root: str | Path, resume: bool = False, tags: dict[str, str] | None = None
+) -> list[str]:
+    """``detops train`` arguments for ``config`` (``detops.presets.train_config``'s dict: variant,
+    epochs, img_size, batch_size, workers, seed, overrides with eval_interval) on ``data_root``; with
+    ``resume`` the run continues from the run directory given as ``--out`` (see ``train_distributed``).
+    Options the CLI does not have are refused rather than dropped."""
+    overrides = dict(config.get("overrides") or {})
+    eval_interval = int(overrides.pop("eval_interval", 1))
+    overrides.pop("progress", None)  # a log line per epoch either way
+    if overrides:
+        raise DetopsError(f"cannot pass {sorted(overrides)} to `detops train` under torchrun")
+    args = [] if resume else [str(config["variant"]), "--data", str(data_root)]
+    args += ["--epochs", str(int(config["epochs"]))]
+    if not resume:
+        args += ["--batch-size", str(int(config["batch_size"])), "--workers", str(int(config["workers"]))]
+        args += ["--seed", str(int(config.get("seed", 0))), "--eval-interval", str(eval_interval)]
+        if config.get("img_size") is not None:
+            args += ["--img-size", str(int(config["img_size"]))]
+    args += ["--device", str(config.get("device", "auto"))]
+    for key, value in sorted((tags or {}).items()):
+        args += ["--tag", f"{key}={value}"]
+    return args
+
+
 def last_error(lines: Sequence[str]) -> str:
     """The line a failed launch is reported by: the last ``error:`` line (the CLI's one-line errors,
     from any rank), else the last line that is not torchrun's own failure banner, else a fixed text."""
@@ -83,17 +108,19 @@ def run_torchrun(
 
 def train_distributed(
     nproc: int,
-    train_args: Sequence[str],
+    args: Sequence[str],
     *,
     run_dir: str | Path,
+    resume: bool = False,
     on_line: Callable[[str], None],
     env: dict[str, str] | None = None,
     program: Sequence[str] = ("-m", "detops.cli", "train"),
 ) -> dict[str, Any]:
-    """``detops train`` (``program``) with ``train_args`` on ``nproc`` processes writing into
-    ``run_dir`` (passed as ``--out``); returns rank 0's summary."""
+    """``detops train`` (``program``) with ``args`` (``train_args``'s) on ``nproc`` processes writing
+    into ``run_dir`` (``--out``; ``--resume`` it with ``resume``); returns rank 0's summary."""
     run_dir = Path(run_dir)
-    command = torchrun_command(nproc, [*train_args, "--out", str(run_dir)], program=program)
+    where = ["--resume", str(run_dir)] if resume else ["--out", str(run_dir)]
+    command = torchrun_command(nproc, [*args, *where], program=program)
     run_torchrun(command, on_line=on_line, env=env)
     summary = run_dir / "summary.json"
     if not summary.is_file():

@@ -29,7 +29,13 @@ def _flow(entrypoint: str) -> Any:
 
 def test_every_deployment_names_a_flow_and_valid_parameters() -> None:
     deployments = _deployments()
-    assert set(deployments) == {"retrain-nightly", "retrain-on-new-data", "benchmark-t4", "promote"}
+    assert set(deployments) == {
+        "retrain-nightly",
+        "retrain-on-new-data",
+        "train-gpu",
+        "benchmark-t4",
+        "promote",
+    }
     for name, d in deployments.items():
         flow = _flow(d["entrypoint"])
         params = set(inspect.signature(flow.fn).parameters)
@@ -67,23 +73,41 @@ def test_no_event_without_a_prefect_api(monkeypatch: pytest.MonkeyPatch) -> None
     assert _events.emit_dataset_versioned(version="m", files=1, remote=None, api_url="") is False
 
 
-def test_detops_deploy_creates_both_pools_with_their_templates() -> None:
+def test_detops_deploy_creates_the_pools_with_their_templates() -> None:
     from detops.cli.orchestrate import pool_commands
 
-    cpu, t4 = pool_commands(t4_type="kubernetes")
+    cpu, gpu, t4 = pool_commands(t4_type="kubernetes")
     assert cpu[:5] == ["work-pool", "create", "cpu", "--type", "process"]
+    assert gpu[:5] == ["work-pool", "create", "gpu", "--type", "kubernetes"]
     assert t4[:5] == ["work-pool", "create", "t4", "--type", "kubernetes"]
-    for cmd in (cpu, t4):
+    for cmd in (cpu, gpu, t4):
         assert (REPO / cmd[cmd.index("--base-job-template") + 1]).is_file()
     assert t4[t4.index("--base-job-template") + 1].endswith("t4-kubernetes.json")
-    (_, process_t4) = pool_commands(t4_type="process")
+    assert gpu[gpu.index("--base-job-template") + 1].endswith("gpu-kubernetes.json")
+    assert "--concurrency-limit" not in gpu
+    (_, process_gpu, process_t4) = pool_commands(t4_type="process", gpu_type="process", gpu_limit=2)
     assert "--base-job-template" not in process_t4  # a test pool on one machine: Prefect's defaults
+    assert process_gpu[process_gpu.index("--base-job-template") + 1].endswith("gpu-process.json")
+    assert process_gpu[process_gpu.index("--concurrency-limit") + 1] == "2"
+
+
+def test_train_gpu_deployment_runs_the_train_flow_on_the_gpu_pool() -> None:
+    import inspect
+
+    from flows.train import train_variant
+
+    train_gpu = _deployments()["train-gpu"]
+    assert train_gpu["entrypoint"] == "flows/train.py:train_variant"
+    assert train_gpu["work_pool"]["name"] == "gpu" and train_gpu["work_pool"]["job_variables"] == {"gpus": 1}
+    params = inspect.signature(train_variant.fn).parameters
+    assert {"variant", "dataset", "preset", "gpus"} <= set(params) and params["gpus"].default == 1
 
 
 def test_detops_deploy_refuses_an_unknown_pool_type() -> None:
     from detops.cli import main
 
     assert main(["deploy", "--t4-type", "slurm"]) == 2
+    assert main(["deploy", "--gpu-type", "slurm"]) == 2
 
 
 def test_the_crashed_run_automation_marks_silent_runs_crashed() -> None:
@@ -96,7 +120,13 @@ def test_the_crashed_run_automation_marks_silent_runs_crashed() -> None:
     assert str(trigger.posture.value) == "Proactive"
     assert trigger.after == {"prefect.flow-run.heartbeat"} and trigger.for_each == {"prefect.resource.id"}
     # longer than a few heartbeats of the workers' frequency, so one late heartbeat is no crash
-    for name in ("cpu-process.json", "t4-kubernetes.json", "t4-docker.json"):
+    for name in (
+        "cpu-process.json",
+        "gpu-kubernetes.json",
+        "gpu-docker.json",
+        "t4-kubernetes.json",
+        "t4-docker.json",
+    ):
         template = json.loads((REPO / "infra" / "prefect" / name).read_text())
         frequency = int(
             template["variables"]["properties"]["env"]["default"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]

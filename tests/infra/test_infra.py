@@ -260,6 +260,25 @@ def test_t4_kubernetes_template_is_a_valid_gpu_job() -> None:
     assert refs & config_maps and "detops-secrets" in refs
 
 
+@pytest.mark.parametrize("gpus", [1, 4])
+def test_gpu_kubernetes_template_is_a_valid_training_job(gpus: int) -> None:
+    import kubernetes_validate
+
+    job = _t4_job(_pool_template("gpu-kubernetes.json"), gpus=gpus)
+    try:
+        kubernetes_validate.validate(job, "1.30.0", strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"gpu-kubernetes.json job_manifest: {exc.message}")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == gpus
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert (
+        pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        and container["image"] == "detops-gpu:latest"
+    )
+
+
 def test_t4_template_check_rejects_a_bad_job() -> None:
     import kubernetes_validate
 
@@ -274,7 +293,17 @@ def test_t4_template_check_rejects_a_bad_job() -> None:
         )
 
 
-@pytest.mark.parametrize("name", ["cpu-process.json", "t4-kubernetes.json", "t4-docker.json"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cpu-process.json",
+        "gpu-process.json",
+        "gpu-kubernetes.json",
+        "gpu-docker.json",
+        "t4-kubernetes.json",
+        "t4-docker.json",
+    ],
+)
 def test_pool_templates_fill_every_placeholder_from_their_variables(name: str) -> None:
     import jsonschema
 
