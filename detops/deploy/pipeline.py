@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -22,11 +23,16 @@ log = logging.getLogger(__name__)
 def export_run(run: dict[str, Any], *, settings: Any = None) -> dict[str, Any]:
     """Export the best checkpoint of ``run`` to ONNX beside it at batch 1 (the CPU latency case) and
     log the parity errors into ``run["run_id"]`` (or the run recorded in its run directory);
-    ``{"variant", "onnx", "checkpoint", "max_rel_error", "run_id"}``."""
+    ``{"variant", "onnx", "checkpoint", "max_rel_error", "run_id"}``. On a machine without the run's
+    directory (the training ran on another worker) the checkpoint comes from the MLflow run's
+    artifacts, by run id."""
     from detops.deploy.exporting import export_artifact
+    from detops.tracking.runs import fetch_run_artifact
     from detops.tracking.stages import log_export
 
     best = run["checkpoints"]["best"]
+    if not Path(best).is_file() and run.get("run_id"):
+        best = str(fetch_run_artifact(str(run["run_id"]), settings=settings))
     report, _ = export_artifact(best, batch=1)
     errors = dict(report.max_rel_error)
     run_id = log_export(

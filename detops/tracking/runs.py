@@ -7,6 +7,7 @@ tags and artifacts to the given one, with the settings' tracking URI and credent
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -146,6 +147,44 @@ def log_to_run(
                     raise DetopsError(f"artifact {p}: no such file or directory")
         except MlflowException as exc:
             raise DetopsError(f"MLflow run {run_id} at {_safe_uri(uri)}: {exc.message}") from None
+
+
+BEST_CHECKPOINT = "checkpoints/best.pt"
+"""Where ``MlflowCallback`` puts a training's best checkpoint among its run's artifacts."""
+
+
+def fetch_run_artifact(
+    run_id: str, artifact: str = BEST_CHECKPOINT, *, settings: Settings | None = None
+) -> Path:
+    """A file of MLflow run ``run_id``'s artifacts (default: the training's best checkpoint) on this
+    machine: ``<home>/runs/mlflow-<run_id>/<file name>``, downloaded once (atomically: a partial
+    download never takes the final name). ``DetopsError`` naming run and artifact when it cannot be
+    fetched."""
+    import shutil
+    import tempfile
+
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_settings()
+    target = Path(settings.home) / "runs" / f"mlflow-{run_id}" / Path(artifact).name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tracking_env(settings) as uri, tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        try:
+            local = MlflowClient(tracking_uri=uri).download_artifacts(run_id, artifact, tmp)
+        except MlflowException as exc:
+            raise DetopsError(
+                f"MLflow run {run_id} at {_safe_uri(uri)}: cannot fetch {artifact}: {exc.message}"
+            ) from None
+        except OSError as exc:
+            raise DetopsError(
+                f"MLflow run {run_id} at {_safe_uri(uri)}: cannot fetch {artifact}: {exc}"
+            ) from None
+        shutil.move(local, target.with_name(target.name + ".partial"))
+        os.replace(target.with_name(target.name + ".partial"), target)
+    return target
 
 
 def _safe_uri(uri: str) -> str:

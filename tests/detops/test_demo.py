@@ -120,6 +120,31 @@ def test_each_training_is_one_mlflow_run_the_version_points_at(demo) -> None:
         )
 
 
+def test_export_on_another_machine_fetches_the_checkpoint_by_run_id(demo, tmp_path: Path) -> None:
+    """A worker without the training's run directory exports the MLflow run's best checkpoint."""
+    import torch
+
+    from detops.deploy.pipeline import export_run
+    from detops.errors import DetopsError
+    from detops.tracking.runs import fetch_run_artifact
+
+    settings, result, _ = demo
+    run = result["runs"]["damo_yolo_tiny"]
+    elsewhere = settings.model_copy(update={"home": tmp_path / "worker-home"})
+    gone = {**run, "checkpoints": {**run["checkpoints"], "best": str(tmp_path / "not-here" / "best.pt")}}
+    artifact = export_run(gone, settings=elsewhere)
+    fetched = tmp_path / "worker-home" / "runs" / f"mlflow-{run['run_id']}" / "best.pt"
+    assert artifact["checkpoint"] == str(fetched) and Path(artifact["onnx"]).parent == fetched.parent
+    original = torch.load(run["checkpoints"]["best"], map_location="cpu", weights_only=False)
+    copy = torch.load(fetched, map_location="cpu", weights_only=False)
+    assert all(torch.equal(original["model"][k], copy["model"][k]) for k in original["model"])
+    assert not list(fetched.parent.glob("*.partial"))
+    with pytest.raises(
+        DetopsError, match=f"MLflow run {run['run_id']} .*cannot fetch checkpoints/nothing.pt"
+    ):
+        fetch_run_artifact(run["run_id"], "checkpoints/nothing.pt", settings=elsewhere)
+
+
 def test_the_closing_text_has_the_tables_and_the_stage_times(demo) -> None:
     _, result, _ = demo
     text = closing_text(result, total_s=100.0, log_file=Path("/x/demo.log"))
