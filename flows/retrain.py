@@ -3,6 +3,7 @@ profile -> register; TensorRT on the ``t4`` pool when it has a worker; promote; 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import flow, unmapped
@@ -11,7 +12,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from tasks.data import pull_data, validate_data, version_data
 from tasks.deploy import dispatch_tensorrt, evaluate, export, profile
 from tasks.registry import promote, register, report
-from tasks.train import plan_run, train
+from tasks.train import plan_run, train, train_on_pool
+from tasks.workers import pool_has_worker
+
+log = logging.getLogger("detops.flows.retrain")
 
 DEFAULT_VARIANTS: tuple[str, ...] = ("damo_yolo_t", "rtdetrv2_s")
 CPU_BACKENDS: tuple[str, ...] = ("ort", "openvino")
@@ -36,6 +40,8 @@ def retrain(
     backends: tuple[str, ...] = CPU_BACKENDS,
     push: bool = True,
     tensorrt_pool: str = "t4",
+    train_pool: str = "gpu",
+    gpus: int = 1,
 ) -> dict[str, Any]:
     """Retrain ``variants`` on dataset version ``dataset_version`` (pulled from the DVC remote by each
     step that reads it, on the worker that runs it) or, without one, on the dataset at
@@ -43,7 +49,12 @@ def retrain(
     ``preset`` (``smoke``|``full``; ``epochs`` and ``img_size`` override it), deploy, register and promote
     them under ``policy`` (flat policy fields) with ``latency_budget_ms``; returns the dataset
     version, ``deployed`` ({variant: onnx, evaluation, profiles}), registrations, decisions, the
-    TensorRT dispatch and the report."""
+    TensorRT dispatch and the report.
+
+    Training: when work pool ``train_pool`` has an online worker, one ``train`` flow run per variant
+    on it (``train-gpu``, ``gpus`` GPUs each, under torchrun when above 1); otherwise in this flow
+    run's process, one variant after the other. The steps after it find the checkpoints by MLflow
+    run id, so they need not share a disk with the training."""
     if dataset_version is not None:
         dataset = pull_data(dataset_version)
     else:
@@ -52,7 +63,20 @@ def retrain(
     plans = plan_run.map(
         variants, preset=preset, epochs=epochs, img_size=img_size, dataset=unmapped(dataset)
     ).result()
-    runs = train.map(plans).result()
+    on_pool, why = pool_has_worker(train_pool)
+    if on_pool:
+        runs = train_on_pool(
+            list(variants),
+            dataset=dataset,
+            preset=preset,
+            epochs=epochs,
+            img_size=img_size,
+            pool=train_pool,
+            gpus=gpus,
+        )
+    else:
+        log.info("training in this flow run's process: %s", why)
+        runs = train.map(plans).result()
     artifacts = [export(run) for run in runs]  # one at a time: torch.onnx.export is not thread-safe
     # every profiled backend is evaluated too, so each is selectable by `select`/`promote`
     evaluations = evaluate.map(artifacts, dataset=unmapped(dataset), backends=unmapped(backends)).result()

@@ -15,7 +15,7 @@ from prefect import flow
 from tasks.train import plan_run, train
 
 
-@flow(name="train", flow_run_name="train-{variant}")
+@flow(name="train", flow_run_name="train-{variant}", persist_result=True)
 def train_variant(
     variant: str,
     dataset: dict[str, Any],

@@ -128,3 +128,69 @@ def _train_under_torchrun(plan: dict[str, Any], *, gpus: int, data_root: Any, re
     args = train_args(plan["config"], data_root=data_root, resume=resume, tags=flow_run_tags())
     summary = train_distributed(gpus, args, run_dir=plan["run_dir"], resume=resume, on_line=log.info)
     return {**summary, "key": plan["key"], "resumed": resume, "run_id": run_id_for(plan["run_dir"])}
+
+
+TRAIN_DEPLOYMENT = "train/train-gpu"
+
+
+@task(name="train-on-pool", task_run_name="train-on-{pool}", tags=["dispatch"])
+def train_on_pool(
+    variants: list[str],
+    *,
+    dataset: dict[str, Any],
+    preset: str,
+    epochs: int | None,
+    img_size: int | None,
+    pool: str,
+    gpus: int = 1,
+    deployment: str = TRAIN_DEPLOYMENT,
+    poll_s: float = 10.0,
+) -> list[dict[str, Any]]:
+    """One run of the ``train`` deployment per variant, all started at once (the pool's
+    concurrency limit decides how many train together), then waited for in order; their summaries,
+    in the order of ``variants``. A run that does not complete fails this task naming the variant,
+    the flow run and its final state. The runs' results must be readable here: on a cluster, a
+    shared result storage (``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK``, e.g. the S3 bucket)."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    from detops.errors import DetopsError
+
+    started: list[Any] = [
+        run_deployment(
+            name=deployment,
+            parameters={
+                "variant": variant,
+                "dataset": dataset,
+                "preset": preset,
+                "epochs": epochs,
+                "img_size": img_size,
+                "gpus": gpus,
+            },
+            job_variables={"gpus": gpus},
+            timeout=0,  # started, not awaited: the others start at once
+        )
+        for variant in variants
+    ]
+    summaries = []
+    deadline = time.monotonic() + TRAIN_TIME_LIMIT_S + 3600
+    for variant, run in zip(variants, started, strict=True):
+        with get_client(sync_client=True) as client:
+            while (state := client.read_flow_run(run.id).state) is None or not state.is_final():
+                if time.monotonic() > deadline:
+                    raise DetopsError(
+                        f"train-{variant}: flow run {run.id} still running after the time limit"
+                    )
+                time.sleep(poll_s)
+        if state is None or not state.is_completed():
+            name = state.name if state else "unknown"
+            message = (state.message or "") if state else ""
+            raise DetopsError(
+                f"train-{variant}: flow run {run.id} on pool {pool!r} ended {name}"
+                + (f": {message}" if message else ""),
+                exit_code=1,
+            )
+        summaries.append(state.result())
+    return summaries
