@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 SMOKE = PRESETS["smoke"]
 # (variant, epochs), trained in this order: the smoke preset's schedule, as the flow runs it. The README
 # has the measured times and mAPs.
-DEMO_RUNS: tuple[tuple[str, int], ...] = (
-    ("damo_yolo_t", SMOKE.epochs["damo_yolo"]),
-    ("rtdetrv2_s", SMOKE.epochs["rtdetrv2"]),
+DEMO_RUNS: tuple[tuple[str, int], ...] = tuple(
+    (variant, int(train_config(variant, preset="smoke")["epochs"]))
+    for variant in ("damo_yolo_t", "rtdetrv2_s")
 )
 DEPLOY_BACKENDS: tuple[str, ...] = ("ort", "openvino")
 TENSORRT_NOTE = (
@@ -47,7 +47,7 @@ class DemoConfig:
     """(variant, epochs) pairs, trained in this order."""
     img_size: int | None = None
     """Training and evaluation input size of every variant; ``None``: the smoke preset's by family."""
-    batch_size: int = SMOKE.batch_size
+    batch_size: int = int(train_config(DEMO_RUNS[0][0], preset="smoke")["batch_size"])
     workers: int = SMOKE.workers
     eval_interval: int = SMOKE.eval_interval
     """Validate every this many epochs (and after the last)."""

@@ -16,9 +16,11 @@ class Preset:
 
     img_sizes: dict[str, int] | None
     """Square training input size by family; ``None``: each variant's own (published) size."""
-    batch_size: int
+    batch_size: int | None
+    """Total batch over all ranks; ``None``: each variant's published one."""
     workers: int
-    epochs: dict[str, int]
+    epochs: dict[str, int] | None
+    """Epochs by family; ``None``: each variant's published schedule."""
     profile_seconds: float
     eval_interval: int = 1
     """Validate every this many epochs (and after the last)."""
@@ -37,12 +39,14 @@ PRESETS: dict[str, Preset] = {
         profile_seconds=1.0,
         eval_interval=2,
     ),
-    # The published schedules at each variant's own input size.
+    # Each variant's published recipe (detops.engine.recipes.published_schedule): its own input size,
+    # epochs (DAMO-YOLO 300; RT-DETRv2 S 120, M 84, L and X 72) and total batch (256 and 16), split over
+    # the ranks; the learning rates follow from the recipe.
     "full": Preset(
         img_sizes=None,
-        batch_size=16,
+        batch_size=None,
         workers=4,
-        epochs={"damo_yolo": 300, "rtdetrv2": 72},
+        epochs=None,
         profile_seconds=10.0,
     ),
 }
@@ -60,13 +64,17 @@ def train_config(
         raise DetopsError(f"variants: unknown variant {variant!r} (see `detops models list`)")
     if epochs is not None and epochs < 1:
         raise DetopsError(f"epochs must be at least 1, got {epochs}")
+    from detops.engine.recipes import published_schedule
+
     p = PRESETS[preset]
-    family = models.get_variant(variant).family
+    row = models.get_variant(variant)
+    published_epochs, published_batch = published_schedule(row)
+    default_epochs = p.epochs[row.family] if p.epochs is not None else published_epochs
     return {
         "variant": variant,
-        "epochs": int(epochs if epochs is not None else p.epochs[family]),
-        "img_size": img_size if img_size is not None else (p.img_sizes or {}).get(family),
-        "batch_size": p.batch_size,
+        "epochs": int(epochs if epochs is not None else default_epochs),
+        "img_size": img_size if img_size is not None else (p.img_sizes or {}).get(row.family),
+        "batch_size": p.batch_size if p.batch_size is not None else published_batch,
         "workers": p.workers,
         "seed": seed,
         "overrides": {"eval_interval": p.eval_interval},

@@ -35,8 +35,21 @@ _RTDETR_SCHEDULE = {
     "rtdetrv2_x": (72, 71),
 }
 _RTDETR_MULTI_SCALE = {"rtdetrv2_m", "rtdetrv2_l", "rtdetrv2_x"}
+# Published total batch (over all GPUs): DAMO-YOLO 8 GPUs x 32, RT-DETRv2 4 GPUs x 4.
+_PUBLISHED_BATCH = {"damo_yolo": 256, "rtdetrv2": 16}
+_DAMO_EPOCHS = 300
 # DAMO-YOLO T trains with a much smaller affine shear than S/M/L.
 _DAMO_SHEAR = {"damo_yolo_t": 0.2}
+
+
+def published_schedule(variant: Variant) -> tuple[int, int]:
+    """(epochs, total batch) of ``variant``'s published training: DAMO-YOLO 300 epochs at 256 images;
+    RT-DETRv2 S 120, M 84, L and X 72 epochs at 16 images. The learning rates follow from the recipe
+    (DAMO-YOLO scales 0.01/64 per image of total batch; RT-DETRv2 1e-4)."""
+    if variant.family == "damo_yolo":
+        return _DAMO_EPOCHS, _PUBLISHED_BATCH["damo_yolo"]
+    epochs, _ = _RTDETR_SCHEDULE.get(variant.name, (72, 71))
+    return epochs, _PUBLISHED_BATCH["rtdetrv2"]
 
 
 @dataclass(frozen=True)

@@ -137,6 +137,19 @@ def test_presets_resolve_per_family() -> None:
     assert detr["epochs"] == presets.PRESETS["smoke"].epochs["rtdetrv2"]
     assert presets.train_config("rtdetrv2_s", preset="smoke", epochs=2)["epochs"] == 2
     assert presets.train_config("rtdetrv2_s", preset="full")["img_size"] is None
+    # `full` is each variant's published recipe: own size, epochs and total batch
+    full = {
+        v: presets.train_config(v, preset="full")
+        for v in ("damo_yolo_t", "damo_yolo_l", "rtdetrv2_s", "rtdetrv2_m", "rtdetrv2_l", "rtdetrv2_x")
+    }
+    assert {v: (c["epochs"], c["batch_size"], c["img_size"]) for v, c in full.items()} == {
+        "damo_yolo_t": (300, 256, None),
+        "damo_yolo_l": (300, 256, None),
+        "rtdetrv2_s": (120, 16, None),
+        "rtdetrv2_m": (84, 16, None),
+        "rtdetrv2_l": (72, 16, None),
+        "rtdetrv2_x": (72, 16, None),
+    }
     # sizes by family too; an explicit size applies to every family
     assert (damo["img_size"], detr["img_size"]) == (160, 192)
     assert presets.train_config("damo_yolo_t", preset="smoke", img_size=256)["img_size"] == 256
