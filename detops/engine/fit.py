@@ -231,6 +231,8 @@ def train(
         "run_dir": str(run.run_dir),
         "epochs": config.epochs,
         "img_size": run.size,
+        "device": str(run.device.type),
+        "world_size": run.info.world_size,
         "best_epoch": best_epoch,
         "best_map": best_map,
         "final": final,

@@ -167,3 +167,25 @@ def test_tag_limits_bound_trainings_per_cpu_worker_and_builds_per_gpu() -> None:
     from tasks.train import train
 
     assert "train" in train.tags and "tensorrt" in build_engine.tags
+
+
+def test_workers_run_their_own_checkout_not_the_deployers() -> None:
+    """The pull step reads DETOPS_CODE_DIR where the flow run starts (not a path of the machine that
+    ran `prefect deploy`), and every pool template sets it: the image's checkout, or the process
+    worker's own directory."""
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (step,) = config["pull"]
+    assert step == {
+        "prefect.deployments.steps.set_working_directory": {"directory": "{{ $DETOPS_CODE_DIR }}"}
+    }
+    expected = {
+        "cpu-process.json": ".",
+        "gpu-process.json": ".",
+        "gpu-kubernetes.json": "/opt/detops",
+        "gpu-docker.json": "/opt/detops",
+        "t4-kubernetes.json": "/opt/detops",
+        "t4-docker.json": "/opt/detops",
+    }
+    for name, directory in expected.items():
+        template = json.loads((REPO / "infra" / "prefect" / name).read_text())
+        assert template["variables"]["properties"]["env"]["default"]["DETOPS_CODE_DIR"] == directory, name

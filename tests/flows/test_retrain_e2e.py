@@ -86,10 +86,14 @@ def platform(
         "DETOPS_PREFECT_API_URL": api,
         "DETOPS_TRACK": "false",
         "OMP_NUM_THREADS": "1",
+        "DETOPS_CODE_DIR": str(REPO),  # the deployments' pull step: the workers run this checkout
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",  # Prefect's minimum; the crashed-run automation
     }
     try:
         _prefect(env, "work-pool", "create", "cpu", "--type", "process")
+        # a gpu pool with no worker: retrain trains in its own flow run (tests/flows/test_cluster_e2e.py
+        # has the one with a worker)
+        _prefect(env, "work-pool", "create", "gpu", "--type", "process")
         _prefect(
             env, "work-pool", "create", "t4", "--type", "process"
         )  # process-type here, Kubernetes in infra/
