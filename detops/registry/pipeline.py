@@ -24,9 +24,9 @@ def register_deployed(
     MLflow run; ``{"variant", "model", "version", "run_id"}``."""
     from detops.registry.register import register_run
 
-    reg = register_run(
-        run["run_dir"], settings=settings, client=client, deployed=deployed, data_valid=data_valid
-    )
+    # the run directory when this machine has it (the training ran here), else the MLflow run
+    source = run["run_dir"] if Path(run["run_dir"]).is_dir() or not run.get("run_id") else run["run_id"]
+    reg = register_run(source, settings=settings, client=client, deployed=deployed, data_valid=data_valid)
     return {"variant": run["variant"], "model": reg.model, "version": reg.version, "run_id": reg.run_id}
 
 

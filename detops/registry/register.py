@@ -123,6 +123,17 @@ def _measure(best: Path, *, variant: str, num_classes: int) -> dict[str, float]:
     }
 
 
+def _local_data(data_root: Path, settings: Any) -> Path:
+    """The dataset a run trained on, on this machine: its recorded path, or, for a version that the
+    training's worker pulled (``.../datasets/<version>``), this machine's copy of that version
+    (pulled here when missing)."""
+    from detops.data.versioning import VERSION_RE, pull_version
+
+    if data_root.is_dir() or not VERSION_RE.match(data_root.name) or data_root.parent.name != "datasets":
+        return data_root
+    return pull_version(data_root.name, settings=settings)
+
+
 def register_run(
     run: str | os.PathLike[str],
     *,
@@ -165,7 +176,7 @@ def register_run(
     files = _resolve_run(run, client=client, cache=work_root)
     config = files.config
     variant = str(config["variant"])
-    data_root = Path(config["data"])
+    data_root = _local_data(Path(config["data"]), settings)
     split = str(config.get("val_split") or "val")
     if not data_root.is_dir():
         raise DetopsError(

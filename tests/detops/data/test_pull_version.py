@@ -161,3 +161,17 @@ def test_cli_version_json_then_pull_by_version(tmp_path: Path, synth_root: Path,
         assert "does not hold it" in err[0]
     finally:
         get_settings.cache_clear()
+
+
+def test_registration_finds_a_version_another_worker_trained_on(tmp_path: Path, pushed) -> None:
+    """A run's config names the training worker's copy (``.../datasets/<version>``); registering on
+    another worker uses (or pulls) its own copy of that version."""
+    from detops.registry.register import _local_data
+
+    version, remote, digests = pushed
+    settings = _worker(tmp_path, remote)
+    theirs = Path("/gpu-worker/home/datasets") / version
+    mine = _local_data(theirs, settings=settings)
+    assert mine == settings.home / "datasets" / version and _digest(mine) == digests
+    other = tmp_path / "plain"
+    assert _local_data(other, settings=settings) == other  # not a version: left to the caller's check
