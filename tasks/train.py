@@ -192,5 +192,7 @@ def train_on_pool(
                 + (f": {message}" if message else ""),
                 exit_code=1,
             )
-        summaries.append(state.result())
+        summary = state.result()
+        # paths of the training's worker mean nothing here: the next steps go by MLflow run id
+        summaries.append({**summary, "run_dir": None, "checkpoints": None, "trained_on": pool})
     return summaries

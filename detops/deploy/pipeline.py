@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from detops.errors import DetopsError
+
 log = logging.getLogger(__name__)
 
 
@@ -24,14 +26,16 @@ def export_run(run: dict[str, Any], *, settings: Any = None) -> dict[str, Any]:
     """Export the best checkpoint of ``run`` to ONNX beside it at batch 1 (the CPU latency case) and
     log the parity errors into ``run["run_id"]`` (or the run recorded in its run directory);
     ``{"variant", "onnx", "checkpoint", "max_rel_error", "run_id"}``. On a machine without the run's
-    directory (the training ran on another worker) the checkpoint comes from the MLflow run's
-    artifacts, by run id."""
+    directory (the training ran on another worker: its summary carries no local paths) the checkpoint
+    comes from the MLflow run's artifacts, by run id."""
     from detops.deploy.exporting import export_artifact
     from detops.tracking.runs import fetch_run_artifact
     from detops.tracking.stages import log_export
 
-    best = run["checkpoints"]["best"]
-    if not Path(best).is_file() and run.get("run_id"):
+    best = (run.get("checkpoints") or {}).get("best")
+    if not best or not Path(best).is_file():  # trained elsewhere: by run id
+        if not run.get("run_id"):
+            raise DetopsError(f"{run['variant']}: no checkpoint here and no MLflow run to fetch it from")
         best = str(fetch_run_artifact(str(run["run_id"]), settings=settings))
     report, _ = export_artifact(best, batch=1)
     errors = dict(report.max_rel_error)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from detops.errors import DetopsError
 from detops.registry.promote import Decision
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,10 @@ def register_deployed(
     from detops.registry.register import register_run
 
     # the run directory when this machine has it (the training ran here), else the MLflow run
-    source = run["run_dir"] if Path(run["run_dir"]).is_dir() or not run.get("run_id") else run["run_id"]
+    run_dir = run.get("run_dir")
+    source = run_dir if run_dir and (Path(run_dir).is_dir() or not run.get("run_id")) else run.get("run_id")
+    if not source:
+        raise DetopsError(f"{run['variant']}: neither a run directory here nor an MLflow run to register")
     reg = register_run(source, settings=settings, client=client, deployed=deployed, data_valid=data_valid)
     return {"variant": run["variant"], "model": reg.model, "version": reg.version, "run_id": reg.run_id}
 
