@@ -225,28 +225,45 @@ def _wait_final(c: Cluster, flow_name: str, count: int, *, timeout: float = RUN_
     pytest.fail(f"{count} final run(s) of {flow_name} not seen in time: {runs}\n{_logs(c)}")
 
 
-@pytest.fixture(scope="module")
-def pushed(cluster: Cluster) -> dict[str, Any]:
-    """A dataset version pushed from a third clone, which is then deleted; the retrain its event
-    triggered, finished."""
+def _push(c: Cluster, *, seed: int) -> dict[str, Any]:
+    """Push the synthetic dataset of ``seed`` from a fresh clone, then delete that clone and its
+    home: the version (``--json``) is all that is left of it."""
     from detops.data.synth import synthesize
 
-    pusher = _clone(cluster, "pusher")
-    synthesize(pusher / "data", train=8, val=4, size=128, seed=0, progress=False)
+    role = f"pusher-{uuid.uuid4().hex[:6]}"
+    pusher = _clone(c, role)
+    synthesize(pusher / "data", train=8, val=4, size=128, seed=seed, progress=False)
     out = subprocess.run(
         [sys.executable, "-m", "detops.cli", "data", "version", "data", "--push", "--json"],
         cwd=pusher,
-        env=_role_env(cluster, "pusher"),
+        env=_role_env(c, role),
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert out.returncode == 0, out.stderr
-    version = json.loads(out.stdout)
     shutil.rmtree(pusher)
-    shutil.rmtree(cluster.base / "pusher-home", ignore_errors=True)
-    (retrain,) = _wait_final(cluster, "retrain", 1)
-    return {"version": version, "retrain": retrain}
+    shutil.rmtree(c.base / f"{role}-home", ignore_errors=True)
+    return dict(json.loads(out.stdout))
+
+
+def _retrain_of(c: Cluster, version: str, *, nth: int = 1) -> Any:
+    """The ``nth`` retrain run for ``version`` once it is final."""
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        runs = [r for r in _flow_runs(c, "retrain") if r.parameters.get("dataset_version") == version]
+        if len(runs) >= nth and all(r.state and r.state.is_final() for r in runs):
+            return sorted(runs, key=lambda r: r.created)[nth - 1]
+        time.sleep(5)
+    pytest.fail(f"no final retrain #{nth} of {version}:\n{_logs(c)}")
+
+
+@pytest.fixture(scope="module")
+def pushed(cluster: Cluster) -> dict[str, Any]:
+    """A dataset version pushed from a third clone, which is then deleted; the retrain its event
+    triggered, finished."""
+    version = _push(cluster, seed=0)
+    return {"version": version, "retrain": _retrain_of(cluster, version["version"])}
 
 
 def test_a_pushed_version_is_retrained_on_the_gpu_pool_under_torchrun(cluster: Cluster, pushed) -> None:
@@ -311,3 +328,36 @@ def _failed_with(c: Cluster, flow_run_id: Any, text: str) -> bool:
     with _api(c), get_client(sync_client=True) as client:
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
     return any(text in log.message for log in logs)
+
+
+def test_a_changed_push_retrains_and_an_unchanged_one_trains_nothing(cluster: Cluster, pushed) -> None:
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    changed = _push(cluster, seed=1)
+    assert changed["version"] != pushed["version"]["version"]
+    retrain = _retrain_of(cluster, changed["version"])
+    assert retrain.state.is_completed(), f"{retrain.state.message}\n{_logs(cluster)}"
+    mlflow = MlflowClient(tracking_uri=cluster.mlflow)
+    for variant in VARIANTS:
+        versions = mlflow.search_model_versions(f"name='detops-{variant}'")
+        assert len(versions) == 2, variant
+        newest = max(versions, key=lambda v: int(v.version))
+        assert mlflow.get_run(newest.run_id).data.tags["detops.dataset_digest"] == changed["version"]
+
+    trains_before = {r.id for r in _flow_runs(cluster, "train")}
+    again = _push(cluster, seed=1)  # the same bytes: the same version
+    assert again["version"] == changed["version"]
+    rerun = _retrain_of(cluster, changed["version"], nth=2)
+    assert rerun.state.is_completed(), f"{rerun.state.message}\n{_logs(cluster)}"
+    new_trains = [r for r in _flow_runs(cluster, "train") if r.id not in trains_before]
+    assert len(new_trains) == 2
+    with _api(cluster), get_client(sync_client=True) as client:
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id for r in new_trains]))
+        )
+    states = sorted(t.state.name for t in task_runs if t.name.startswith("train-"))
+    assert states == ["Cached", "Cached"], states
+    for variant in VARIANTS:
+        assert len(mlflow.search_model_versions(f"name='detops-{variant}'")) == 2, "no version added"
