@@ -53,14 +53,15 @@ def validate_data(root: str | None = None) -> dict[str, Any]:
     }
 
 
-@task(
-    name="version-data",
-    tags=["data", "s3"],
-    retries=3,
-    retry_delay_seconds=[5, 20, 60],
-    retry_condition_fn=retry_transient,
-    timeout_seconds=1800,
-)
+# Transient failures of the S3 remote (network, endpoint errors) are retried with backoff.
+S3_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": [5, 20, 60],
+    "retry_condition_fn": retry_transient,
+}
+
+
+@task(name="version-data", tags=["data", "s3"], timeout_seconds=1800, **S3_RETRIES)
 def version_data(root: str | None = None, *, push: bool = True) -> dict[str, Any]:
     """``dvc add`` (and push) the dataset at ``root``; ``{"md5", "files", "remote", "pushed"}``.
     Network failures of the push are retried with backoff."""
@@ -76,10 +77,8 @@ def version_data(root: str | None = None, *, push: bool = True) -> dict[str, Any
     name="pull-data",
     task_run_name="pull-data-{version}",
     tags=["data", "s3"],
-    retries=3,
-    retry_delay_seconds=[5, 20, 60],
-    retry_condition_fn=retry_transient,
     timeout_seconds=3600,
+    **S3_RETRIES,
 )
 def pull_data(version: str) -> dict[str, Any]:
     """Pull dataset ``version`` from the configured DVC remote on this worker and validate it; the

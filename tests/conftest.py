@@ -39,6 +39,18 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def tree_digest(root: Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under ``root``: two trees with equal digests hold the
+    same bytes."""
+    import hashlib
+
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
 def _git(cwd: Path, *args: str) -> str:
     """Run git in ``cwd`` with a throwaway identity; returns stdout."""
     cmd = ["git", "-c", "user.name=detops-test", "-c", "user.email=test@detops.invalid", *args]

@@ -64,12 +64,10 @@ def _stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 15.0) -> No
         proc.wait(timeout=timeout)
 
 
-@dataclass
-class MlflowServer:
-    """A running ``mlflow server``: ``url`` (http://127.0.0.1:PORT), its working directory ``root``
-    (backend database, artifacts, ``server.log``) and the process."""
+@dataclass(kw_only=True)
+class _Server:
+    """A server process started here, its working directory ``root`` (holding ``server.log``)."""
 
-    url: str
     root: Path
     proc: subprocess.Popen[bytes]
     env: dict[str, str] = field(default_factory=dict)
@@ -85,6 +83,14 @@ class MlflowServer:
         _stop_process(self.proc)
         if self.own_root:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass(kw_only=True)
+class MlflowServer(_Server):
+    """A running ``mlflow server``: ``url`` (http://127.0.0.1:PORT), its working directory ``root``
+    (backend database, artifacts, ``server.log``) and the process."""
+
+    url: str
 
 
 def _wait_http(url: str, *, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -176,25 +182,12 @@ def start_mlflow_server(
     return MlflowServer(url=url, root=root, proc=proc, env=env or {}, own_root=own_root)
 
 
-@dataclass
-class PrefectServer:
+@dataclass(kw_only=True)
+class PrefectServer(_Server):
     """A running ``prefect server start``: ``api`` (http://127.0.0.1:PORT/api), its directory ``root``
     (PREFECT_HOME, SQLite database, ``server.log``), ``env`` (what a client or worker of it needs)."""
 
     api: str
-    root: Path
-    proc: subprocess.Popen[bytes]
-    env: dict[str, str]
-    own_root: bool = True
-
-    @property
-    def log(self) -> Path:
-        return self.root / "server.log"
-
-    def stop(self) -> None:
-        _stop_process(self.proc)
-        if self.own_root:
-            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start_prefect_server(

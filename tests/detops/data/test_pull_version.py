@@ -3,7 +3,6 @@ what a worker on another machine does with the version its flow run was given.""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
@@ -13,16 +12,9 @@ from detops.data.synth import synthesize
 from detops.data.versioning import check_version, pull_version, version_dataset
 from detops.errors import DetopsError
 from detops.settings import Settings
+from tests.conftest import tree_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*")
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def pushed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[st
     remote = base / "remote"
     settings = Settings(project_root=project, dvc_local_remote=remote)
     version = version_dataset(project / "data", settings=settings, push=True, validate=False)
-    digests = _digest(project / "data")
+    digests = tree_digest(project / "data")
     shutil.rmtree(project)
     return version.md5, remote, digests
 
@@ -51,12 +43,12 @@ def test_version_round_trip_into_another_home(tmp_path: Path, pushed) -> None:
     version, remote, digests = pushed
     settings = _worker(tmp_path, remote)
     root = pull_version(version, settings=settings)
-    assert root == settings.home / "datasets" / version and _digest(root) == digests
+    assert root == settings.home / "datasets" / version and tree_digest(root) == digests
     # reused when present: the remote is not needed a second time
     no_remote = settings.model_copy(update={"dvc_local_remote": tmp_path / "no-remote"})
     assert pull_version(version, settings=no_remote) == root
     out = pull_version(version, settings=settings, out=tmp_path / "copy")
-    assert _digest(out) == digests
+    assert tree_digest(out) == digests
     assert not [p for p in (tmp_path).iterdir() if ".partial-" in p.name]
 
 
@@ -119,7 +111,7 @@ def test_a_flow_dataset_resolves_by_version_on_another_machine(tmp_path: Path, p
     # the pusher's directory is gone: the version and the remote are enough
     gone = {"version": version, "remote": str(remote), "root": "/nowhere/data"}
     root = dataset_root_for(gone, settings=settings)
-    assert _digest(root) == digests
+    assert tree_digest(root) == digests
     # a training on it records the DVC version as its dataset input
     info = dataset_version(root, project_root=settings.project_root)
     assert (info.digest, info.tracked_by, info.files) == (version, "dvc", len(digests))
@@ -154,7 +146,7 @@ def test_cli_version_json_then_pull_by_version(tmp_path: Path, synth_root: Path,
         assert main(["data", "pull", "--version", pushed["version"]]) == 0
         path = Path(capsys.readouterr().out.strip().splitlines()[-1])
         assert path == tmp_path / "elsewhere" / "datasets" / pushed["version"]
-        assert _digest(path) == _digest(project / "data")
+        assert tree_digest(path) == tree_digest(project / "data")
         assert main(["data", "pull", "--version", "f" * 32]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"error: dataset version {'f' * 32}: cannot pull"), err
@@ -172,6 +164,6 @@ def test_registration_finds_a_version_another_worker_trained_on(tmp_path: Path, 
     settings = _worker(tmp_path, remote)
     theirs = Path("/gpu-worker/home/datasets") / version
     mine = _local_data(theirs, settings=settings)
-    assert mine == settings.home / "datasets" / version and _digest(mine) == digests
+    assert mine == settings.home / "datasets" / version and tree_digest(mine) == digests
     other = tmp_path / "plain"
     assert _local_data(other, settings=settings) == other  # not a version: left to the caller's check

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -13,22 +12,15 @@ from pycocotools import mask as mask_utils
 
 from detops.data.synth import clip_polygon, mask_to_rle, polygon_area, synthesize
 from detops.errors import DetopsError
+from tests.conftest import tree_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_same_seed_same_bytes(synth_root: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
     synthesize(again, train=8, val=4, size=128, seed=0, progress=False)
-    first, second = _digest(synth_root), _digest(again)
+    first, second = tree_digest(synth_root), tree_digest(again)
     assert len(first) == 8 + 4 + 2
     assert first == second
 
@@ -36,7 +28,7 @@ def test_same_seed_same_bytes(synth_root: Path, tmp_path: Path) -> None:
 def test_other_seed_other_bytes(synth_root: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
     synthesize(other, train=8, val=4, size=128, seed=1, progress=False)
-    a, b = _digest(synth_root), _digest(other)
+    a, b = tree_digest(synth_root), tree_digest(other)
     assert a.keys() == b.keys()
     assert sum(a[k] != b[k] for k in a) == len(a)
 
@@ -47,7 +39,7 @@ def test_rerun_prunes_stale_images(tmp_path: Path) -> None:
     synthesize(root, train=3, val=1, size=64, seed=0, progress=False)
     fresh = tmp_path / "fresh"
     synthesize(fresh, train=3, val=1, size=64, seed=0, progress=False)
-    assert _digest(root) == _digest(fresh)
+    assert tree_digest(root) == tree_digest(fresh)
 
 
 def test_refuses_foreign_directory(tmp_path: Path) -> None:

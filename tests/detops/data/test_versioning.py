@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +13,7 @@ from detops.data.versioning import InvalidDatasetError, pull_dataset, read_versi
 from detops.errors import DetopsError
 from detops.settings import Settings
 from tests import servers
+from tests.conftest import tree_digest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*")
 
@@ -36,14 +36,6 @@ def _settings(project: Path, endpoint: str, bucket: str) -> Settings:
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
     )
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_s3_round_trip_through_fresh_clone(tmp_path: Path, s3_endpoint: str, make_dvc_project, git) -> None:
@@ -80,8 +72,8 @@ def test_s3_round_trip_through_fresh_clone(tmp_path: Path, s3_endpoint: str, mak
     assert not (clone / "data").exists() and not (clone / ".dvc" / "config.local").exists()
     pulled = pull_dataset(settings=_settings(clone, s3_endpoint, "detops-roundtrip"))
     assert pulled.md5 == version.md5
-    assert _digest(clone / "data") == _digest(project / "data")
-    assert len(_digest(clone / "data")) == version.files
+    assert tree_digest(clone / "data") == tree_digest(project / "data")
+    assert len(tree_digest(clone / "data")) == version.files
 
 
 def test_invalid_dataset_refused(tmp_path: Path, make_dvc_project) -> None:
@@ -107,6 +99,6 @@ def test_local_remote_and_root_elsewhere(tmp_path: Path, make_dvc_project) -> No
     assert (tmp_path / "remote" / "files" / "md5" / version.md5[:2] / f"{version.md5[2:]}.dir").is_file()
     shutil.rmtree(project / "data")
     assert pull_dataset(settings=settings).md5 == version.md5
-    assert len(_digest(project / "data")) == version.files
+    assert len(tree_digest(project / "data")) == version.files
     with pytest.raises(DetopsError, match="copy the dataset there"):
         version_dataset(tmp_path / "elsewhere", settings=settings)
