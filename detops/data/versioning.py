@@ -102,7 +102,14 @@ def _endpoint(settings: Settings) -> str:
 
 
 def _boto_args(settings: Settings) -> dict[str, Any]:
-    args: dict[str, Any] = {"region_name": settings.s3_region}
+    from botocore.config import Config
+
+    # an unreachable endpoint is reported after two tries, not botocore's default five with backoff;
+    # the flow's tasks retry transient failures themselves
+    args: dict[str, Any] = {
+        "region_name": settings.s3_region,
+        "config": Config(connect_timeout=10, retries={"max_attempts": 2, "mode": "standard"}),
+    }
     if settings.s3_endpoint_url:
         args["endpoint_url"] = settings.s3_endpoint_url
     if settings.aws_access_key_id is not None and settings.aws_secret_access_key is not None:
