@@ -17,11 +17,15 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/detops demo
 
+# Tests in TEST_WORKERS processes (pytest-xdist; `auto`: one per core); TEST_WORKERS=0 runs one process.
+TEST_WORKERS ?= auto
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
+
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(XDIST)
 
 test-all: $(BIN)/.installed
-	$(BIN)/python -m pytest -m ""
+	$(BIN)/python -m pytest $(XDIST) -m ""
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

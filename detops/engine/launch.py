@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -31,7 +32,18 @@ def torchrun_command(
     running ``program`` with ``train_args``."""
     if nproc < 1:
         raise DetopsError(f"gpus / nproc_per_node must be at least 1, got {nproc}")
-    return [*TORCHRUN, "--standalone", "--nproc_per_node", str(nproc), *program, *train_args]
+    # --tee 3: torchrun prints every rank's stdout and stderr a whole line at a time, prefixed
+    # ``[default<rank>]:`` (without it, lines the ranks write at once can run into each other)
+    return [*TORCHRUN, "--standalone", "--nproc_per_node", str(nproc), "--tee", "3", *program, *train_args]
+
+
+RANK_PREFIX = re.compile(r"^\[default(\d+)\]:")
+
+
+def split_rank(line: str) -> tuple[int | None, str]:
+    """(rank, text) of a line torchrun printed for a rank; (None, line) for its own lines."""
+    match = RANK_PREFIX.match(line)
+    return (int(match.group(1)), line[match.end() :]) if match else (None, line)
 
 
 def train_args(
@@ -61,14 +73,17 @@ def train_args(
 
 def last_error(lines: Sequence[str]) -> str:
     """The line a failed launch is reported by: the last ``error:`` line (the CLI's one-line errors,
-    from any rank), else the last line that is not torchrun's own failure banner, else a fixed text."""
+    from any rank, named ``rank N: ...``), else the last line that is not torchrun's own failure
+    banner, else a fixed text."""
     for line in reversed(lines):
-        if line.lstrip().startswith("error:"):
-            return line.strip()
+        rank, text = split_rank(line)
+        if text.lstrip().startswith("error:"):
+            return text.strip() if rank is None else f"rank {rank}: {text.strip()}"
     for line in reversed(lines):
-        text = line.strip()
+        rank, text = split_rank(line)
+        text = text.strip()
         if text and not set(text) <= set("=-*") and "ChildFailedError" not in text:
-            return text
+            return text if rank is None else f"rank {rank}: {text}"
     return "no output from any rank"
 
 

@@ -335,7 +335,10 @@ def default_rows(
     ws: Workspace, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> dict[str, tuple[subprocess.CompletedProcess[str], Path]]:
     """The selected rows that are not marked slow, run side by side once: row id -> (process, its
-    working directory). Slow rows run in their own test."""
+    working directory). Slow rows run in their own test, and so does every row under pytest-xdist
+    (a worker runs only some of the rows, and the other worker uses the second core)."""
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+        return {}
     selected = {
         item.callspec.id
         for item in request.session.items
@@ -352,10 +355,8 @@ def test_bad_input_is_one_line(
     ws: Workspace, tmp_path: Path, argv: str, words: list[str], code: int, request: pytest.FixtureRequest
 ) -> None:
     row_id = request.node.callspec.id
-    if request.node.get_closest_marker("slow") is None:
-        proc, cwd = request.getfixturevalue("default_rows")[row_id]
-    else:
-        proc, cwd = run_cli(_fill(argv, ws).split(), tmp_path), tmp_path
+    ran = {} if request.node.get_closest_marker("slow") else request.getfixturevalue("default_rows")
+    proc, cwd = ran[row_id] if row_id in ran else (run_cli(_fill(argv, ws).split(), tmp_path), tmp_path)
     assert proc.returncode == code, proc.stderr
     line = error_line(proc)
     for word in words:

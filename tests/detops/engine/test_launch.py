@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from detops.engine.launch import TORCHRUN, last_error, torchrun_command, train_args, train_distributed
+from detops.engine.launch import (
+    TORCHRUN,
+    last_error,
+    split_rank,
+    torchrun_command,
+    train_args,
+    train_distributed,
+)
 from detops.errors import DetopsError
 
 # What each rank runs: prints a line naming its rank; rank 0 writes the summary into --out; with
@@ -42,6 +49,8 @@ def test_the_command_is_torchrun_standalone() -> None:
         "--standalone",
         "--nproc_per_node",
         "4",
+        "--tee",
+        "3",
         "-m",
         "detops.cli",
         "train",
@@ -59,9 +68,11 @@ def test_two_ranks_stream_lines_and_rank_zero_returns_the_summary(tmp_path: Path
         2, ["damo_yolo_t", "--epochs"], run_dir=tmp_path / "run", on_line=lines.append, program=program
     )
     assert summary == {"variant": "damo_yolo_t", "world": 2}
-    assert {line for line in lines if line.startswith("rank ")} == {
-        "rank 0 of 2 args ['damo_yolo_t', '--epochs']",
-        "rank 1 of 2 args ['damo_yolo_t', '--epochs']",
+    # whole lines, each with its rank (torchrun --tee), even when both ranks print at once
+    ranked = [split_rank(line) for line in lines]
+    assert {(rank, text) for rank, text in ranked if rank is not None} == {
+        (0, "rank 0 of 2 args ['damo_yolo_t', '--epochs']"),
+        (1, "rank 1 of 2 args ['damo_yolo_t', '--epochs']"),
     }
 
 
@@ -77,7 +88,7 @@ def test_a_failing_rank_fails_the_launch_with_its_error_line(tmp_path: Path, pro
             env={"FAIL_RANK": "1"},
         )
     assert str(caught.value).startswith(
-        "training under torchrun failed (exit code 1): error: instances_train.json"
+        "training under torchrun failed (exit code 1): rank 1: error: instances_train.json"
     )
     assert "(rank 1)" in str(caught.value) and caught.value.exit_code == 1
 
@@ -96,6 +107,10 @@ def test_last_error_prefers_the_error_line_over_torchrun_banners() -> None:
         == "RuntimeError: CUDA out of memory"
     )
     assert last_error([]) == "no output from any rank"
+    assert (
+        last_error(["[default0]:epoch 1", "[default1]:error: disk full", "====="])
+        == "rank 1: error: disk full"
+    )
 
 
 def test_a_missing_summary_is_an_error(tmp_path: Path) -> None:
