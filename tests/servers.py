@@ -109,6 +109,25 @@ def _wait_http(url: str, *, proc: subprocess.Popen[bytes], log: Path, timeout: f
     raise RuntimeError(f"no answer from {url} within {timeout:.0f} s:\n{_tail(log)}")
 
 
+def _launch(
+    cmd: list[str], *, root: Path, env: dict[str, str], health: str, timeout: float, own_root: bool
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in ``root`` (output to ``root/server.log``) and wait until ``health`` answers;
+    on failure stop it and, when ``own_root``, remove ``root``."""
+    log = root / "server.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_http(health, proc=proc, log=log, timeout=timeout)
+    except Exception:
+        if own_root:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    return proc
+
+
 def start_mlflow_server(
     *,
     root: Path | None = None,
@@ -165,18 +184,8 @@ def start_mlflow_server(
         server_env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
         server_env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = "detops-test-csrf-key"  # the auth app's CSRF key
         cmd += ["--app-name", "basic-auth"]
-    log = root / "server.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            cmd, cwd=root, env=server_env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(f"{url}/health", proc=proc, log=log, timeout=timeout)
-    except Exception:
-        if own_root:
-            shutil.rmtree(root, ignore_errors=True)
-        raise
+    proc = _launch(cmd, root=root, env=server_env, health=f"{url}/health", timeout=timeout, own_root=own_root)
     if auth:
         _cheap_admin_hash(root / "auth.db")
     return MlflowServer(url=url, root=root, proc=proc, env=env or {}, own_root=own_root)
@@ -210,17 +219,7 @@ def start_prefect_server(
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    log = root / "server.log"
-    with log.open("wb") as fh:
-        proc = subprocess.Popen(
-            cmd, cwd=root, env=client_env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        _wait_http(f"{api}/health", proc=proc, log=log, timeout=timeout)
-    except Exception:
-        if own_root:
-            shutil.rmtree(root, ignore_errors=True)
-        raise
+    proc = _launch(cmd, root=root, env=client_env, health=f"{api}/health", timeout=timeout, own_root=own_root)
     return PrefectServer(api=api, root=root, proc=proc, env=client_env, own_root=own_root)
 
 
