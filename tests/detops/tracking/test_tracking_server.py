@@ -63,7 +63,9 @@ def tracked(
         mp.setenv("DETOPS_MLFLOW_TRACKING_URI", mlflow_auth_server.url)
         mp.setenv("DETOPS_MLFLOW_TRACKING_USERNAME", servers.AUTH_ADMIN_USER)
         mp.setenv("DETOPS_MLFLOW_TRACKING_PASSWORD", SECRET)
-        mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")
+        # MLflow samples, waits one interval, then publishes only if the run is still RUNNING: the
+        # tiny training lasts a few seconds, so sample often enough to publish before it ends
+        mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
         mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
         get_settings.cache_clear()
         import io
