@@ -268,9 +268,19 @@ def check_version(version: str) -> str:
     return version
 
 
+DATASETS_DIR = "datasets"
+
+
 def dataset_cache(settings: Settings) -> Path:
     """Where pulled versions live: ``<home>/datasets/<version>``."""
-    return Path(settings.home) / "datasets"
+    return Path(settings.home) / DATASETS_DIR
+
+
+def pulled_version(path: str | Path) -> str | None:
+    """The version a directory of some machine's dataset cache holds (``.../datasets/<version>``, as
+    ``pull_version`` names it), or None for any other directory."""
+    p = Path(path)
+    return p.name if p.parent.name == DATASETS_DIR and VERSION_RE.match(p.name) else None
 
 
 def pull_version(version: str, *, settings: Settings, out: str | Path | None = None) -> Path:

@@ -27,7 +27,7 @@ def register_deployed(
 
     # the run directory when this machine has it (the training ran here), else the MLflow run
     run_dir = run.get("run_dir")
-    source = run_dir if run_dir and (Path(run_dir).is_dir() or not run.get("run_id")) else run.get("run_id")
+    source = run_dir if run_dir and Path(run_dir).is_dir() else run.get("run_id") or run_dir
     if not source:
         raise DetopsError(f"{run['variant']}: neither a run directory here nor an MLflow run to register")
     reg = register_run(source, settings=settings, client=client, deployed=deployed, data_valid=data_valid)

@@ -69,10 +69,11 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
     return dict(config)
 
 
-def _resolve_run(run: str | os.PathLike[str], *, client: Any, cache: Path) -> _RunFiles:
-    """A run directory as is; an MLflow run id through its ``detops.run_dir`` tag, or by downloading
-    its ``config.json`` and ``checkpoints/best.pt`` into ``cache``."""
-    from detops.tracking.runs import run_id_for
+def _resolve_run(run: str | os.PathLike[str], *, client: Any, settings: Any) -> _RunFiles:
+    """A run directory as is; an MLflow run id through its ``detops.run_dir`` tag, or by fetching its
+    ``config.json`` and ``checkpoints/best.pt`` (``fetch_run_artifact``: once per home, shared with
+    the export of the same run)."""
+    from detops.tracking.runs import fetch_run_artifact, run_id_for
 
     path = Path(run)
     if path.is_dir():
@@ -90,11 +91,9 @@ def _resolve_run(run: str | os.PathLike[str], *, client: Any, cache: Path) -> _R
     local = client.run_tags(text).get("detops.run_dir")
     if local and (Path(local) / "best.pt").is_file() and (Path(local) / "config.json").is_file():
         return _RunFiles(Path(local), Path(local) / "best.pt", _read_config(Path(local)), text)
-    target = cache / "runs" / text
-    client.download_run_artifact(text, "config.json", target)
-    client.download_run_artifact(text, "checkpoints/best.pt", target)
-    (target / "checkpoints" / "best.pt").replace(target / "best.pt")
-    return _RunFiles(target, target / "best.pt", _read_config(target), text)
+    best = fetch_run_artifact(text, settings=settings)
+    fetch_run_artifact(text, "config.json", settings=settings)
+    return _RunFiles(best.parent, best, _read_config(best.parent), text)
 
 
 def _input_example(meta: Any) -> Any:
@@ -127,11 +126,12 @@ def _local_data(data_root: Path, settings: Any) -> Path:
     """The dataset a run trained on, on this machine: its recorded path, or, for a version that the
     training's worker pulled (``.../datasets/<version>``), this machine's copy of that version
     (pulled here when missing)."""
-    from detops.data.versioning import VERSION_RE, pull_version
+    from detops.data.versioning import pull_version, pulled_version
 
-    if data_root.is_dir() or not VERSION_RE.match(data_root.name) or data_root.parent.name != "datasets":
+    version = pulled_version(data_root)
+    if data_root.is_dir() or version is None:
         return data_root
-    return pull_version(data_root.name, settings=settings)
+    return pull_version(version, settings=settings)
 
 
 def register_run(
@@ -173,7 +173,7 @@ def register_run(
     settings = settings or get_settings()
     client = client or RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
     work_root = Path(settings.home) / "registry"
-    files = _resolve_run(run, client=client, cache=work_root)
+    files = _resolve_run(run, client=client, settings=settings)
     config = files.config
     variant = str(config["variant"])
     data_root = _local_data(Path(config["data"]), settings)

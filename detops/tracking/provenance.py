@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from detops.data.versioning import DATA_DIR, VERSION_RE, read_version
+from detops.data.versioning import DATA_DIR, pulled_version, read_version
 
 UNKNOWN = "unknown"
 
@@ -79,10 +79,11 @@ def dataset_version(data_root: str | Path, *, project_root: str | Path) -> Datas
         md5, files = read_version(dvc_file)
         revision = _git(project, "log", "-1", "--format=%H", "--", dvc_file.name) or UNKNOWN
         return DatasetInfo(digest=md5, tracked_by="dvc", git_revision=revision, root=str(root), files=files)
-    if root.parent.name == "datasets" and VERSION_RE.match(root.name):
+    version = pulled_version(root)
+    if version is not None:
         files = sum(1 for p in root.rglob("*") if p.is_file())
         return DatasetInfo(
-            digest=root.name, tracked_by="dvc", git_revision=UNKNOWN, root=str(root), files=files
+            digest=version, tracked_by="dvc", git_revision=UNKNOWN, root=str(root), files=files
         )
     digest, files = content_digest(root)
     return DatasetInfo(digest=digest, tracked_by="content", git_revision=UNKNOWN, root=str(root), files=files)

@@ -160,7 +160,6 @@ def fetch_run_artifact(
     machine: ``<home>/runs/mlflow-<run_id>/<file name>``, downloaded once (atomically: a partial
     download never takes the final name). ``DetopsError`` naming run and artifact when it cannot be
     fetched."""
-    import shutil
     import tempfile
 
     from mlflow import MlflowClient
@@ -182,8 +181,7 @@ def fetch_run_artifact(
             raise DetopsError(
                 f"MLflow run {run_id} at {_safe_uri(uri)}: cannot fetch {artifact}: {exc}"
             ) from None
-        shutil.move(local, target.with_name(target.name + ".partial"))
-        os.replace(target.with_name(target.name + ".partial"), target)
+        os.replace(local, target)  # the temporary directory is beside the target: one atomic rename
     return target
 
 

@@ -21,7 +21,11 @@ TINY = DemoConfig(
     profile_seconds=0.05,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*"),
+    # one worker under pytest-xdist: the module's tiny demo is built once, not once per worker
+    pytest.mark.xdist_group(name="demo"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +143,21 @@ def test_export_on_another_machine_fetches_the_checkpoint_by_run_id(demo, tmp_pa
     copy = torch.load(fetched, map_location="cpu", weights_only=False)
     assert all(torch.equal(original["model"][k], copy["model"][k]) for k in original["model"])
     assert not list(fetched.parent.glob("*.partial"))
+    # registering by run id on that worker reads the same fetched checkpoint, not a second download
+    from detops.registry.client import RegistryClient
+    from detops.registry.register import _resolve_run
+
+    inode = fetched.stat().st_ino
+    client = RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
+    run_dir = Path(run["run_dir"])
+    hidden = tmp_path / "hidden-run-dir"
+    run_dir.rename(hidden)  # as on another machine: the run's directory tag names nothing here
+    try:
+        files = _resolve_run(run["run_id"], client=client, settings=elsewhere)
+    finally:
+        hidden.rename(run_dir)
+    assert files.best == fetched and fetched.stat().st_ino == inode
+    assert files.config["variant"] == "damo_yolo_tiny" and files.run_id == run["run_id"]
     with pytest.raises(
         DetopsError, match=f"MLflow run {run['run_id']} .*cannot fetch checkpoints/nothing.pt"
     ):
