@@ -9,6 +9,7 @@ from typing import Any
 from prefect import flow, unmapped
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from detops.presets import preset_dict
 from tasks.data import pull_data, validate_data, version_data
 from tasks.deploy import dispatch_tensorrt, evaluate, export, profile
 from tasks.registry import promote, register, report
@@ -60,11 +61,9 @@ def retrain(
     else:
         checked = validate_data(dataset_root)
         dataset = version_data(checked["root"], push=push)
-    plans = plan_run.map(
-        variants, preset=preset, epochs=epochs, img_size=img_size, dataset=unmapped(dataset)
-    ).result()
+    profile_seconds = preset_dict(preset)["profile_seconds"]  # an unknown preset stops here
     on_pool, why = pool_has_worker(train_pool)
-    if on_pool:
+    if on_pool:  # each train flow run plans its run on its own worker
         runs = train_on_pool(
             list(variants),
             dataset=dataset,
@@ -76,15 +75,15 @@ def retrain(
         )
     else:
         log.info("training in this flow run's process: %s", why)
+        plans = plan_run.map(
+            variants, preset=preset, epochs=epochs, img_size=img_size, dataset=unmapped(dataset)
+        ).result()
         runs = train.map(plans).result()
     artifacts = [export(run) for run in runs]  # one at a time: torch.onnx.export is not thread-safe
     # every profiled backend is evaluated too, so each is selectable by `select`/`promote`
     evaluations = evaluate.map(artifacts, dataset=unmapped(dataset), backends=unmapped(backends)).result()
     # one profile at a time: two timings sharing the machine would each report the other's load
-    profiles = [
-        {b: profile(a, backend=b, seconds=plan["profile_seconds"]) for b in backends}
-        for a, plan in zip(artifacts, plans, strict=True)
-    ]
+    profiles = [{b: profile(a, backend=b, seconds=profile_seconds) for b in backends} for a in artifacts]
     registered = [
         register(run, artifact=a, evaluations=e, profiles=p, data_valid=True)
         for run, a, e, p in zip(runs, artifacts, evaluations, profiles, strict=True)

@@ -21,8 +21,8 @@ def plan_run(
     seed: int = 0,
 ) -> dict[str, Any]:
     """The run of ``variant`` on the versioned ``dataset`` (``version_data``'s dict): ``{"variant",
-    "config" (fit kwargs), "profile_seconds" (the preset's), "key" (dataset version + config + digest of the detops and models
-    sources + home (its path and instance, see ``home_instance``) and tracking store), "run_dir",
+    "config" (fit kwargs), "key" (dataset version + config + digest of the detops and models sources +
+    home (its path and instance, see ``home_instance``) and tracking store), "run_dir",
     "dataset" (version, remote, and the directory it was versioned from)}``. ``img_size`` overrides the
     preset's input size; the training step finds the data by version on its own machine.
     The run directory is derived from the key, so a retried or repeated run finds its checkpoints."""
@@ -30,7 +30,7 @@ def plan_run(
 
     import detops
     import models
-    from detops.presets import preset_dict, train_config
+    from detops.presets import train_config
     from detops.settings import get_settings
 
     config = train_config(variant, preset=preset, epochs=epochs, img_size=img_size, seed=seed)
@@ -48,7 +48,6 @@ def plan_run(
     return {
         "variant": variant,
         "config": config,
-        "profile_seconds": preset_dict(preset)["profile_seconds"],
         "key": key,
         "run_dir": str(home / "runs" / f"retrain-{variant}-{key[:12]}"),
         "dataset": {k: dataset.get(k) for k in ("version", "remote", "root")},
@@ -184,13 +183,10 @@ def train_on_pool(
                         f"train-{variant}: flow run {run.id} still running after the time limit"
                     )
                 time.sleep(poll_s)
-        if state is None or not state.is_completed():
-            name = state.name if state else "unknown"
-            message = (state.message or "") if state else ""
+        if not state.is_completed():  # the loop left it final, so it is set
+            detail = f": {state.message}" if state.message else ""
             raise DetopsError(
-                f"train-{variant}: flow run {run.id} on pool {pool!r} ended {name}"
-                + (f": {message}" if message else ""),
-                exit_code=1,
+                f"train-{variant}: flow run {run.id} on pool {pool!r} ended {state.name}{detail}", exit_code=1
             )
         summary = state.result()
         # paths of the training's worker mean nothing here: the next steps go by MLflow run id
