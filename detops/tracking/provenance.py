@@ -82,8 +82,11 @@ def dataset_version(data_root: str | Path, *, project_root: str | Path) -> Datas
     version = pulled_version(root)
     if version is not None:
         files = sum(1 for p in root.rglob("*") if p.is_file())
+        revision = UNKNOWN  # the commit of data.dvc, when this project's data.dvc records the version
+        if dvc_file.is_file() and read_version(dvc_file)[0] == version:
+            revision = _git(project, "log", "-1", "--format=%H", "--", dvc_file.name) or UNKNOWN
         return DatasetInfo(
-            digest=version, tracked_by="dvc", git_revision=UNKNOWN, root=str(root), files=files
+            digest=version, tracked_by="dvc", git_revision=revision, root=str(root), files=files
         )
     digest, files = content_digest(root)
     return DatasetInfo(digest=digest, tracked_by="content", git_revision=UNKNOWN, root=str(root), files=files)

@@ -167,3 +167,20 @@ def test_registration_finds_a_version_another_worker_trained_on(tmp_path: Path, 
     assert mine == settings.home / "datasets" / version and tree_digest(mine) == digests
     other = tmp_path / "plain"
     assert _local_data(other, settings=settings) == other  # not a version: left to the caller's check
+
+
+def test_a_pulled_version_keeps_the_commit_of_the_projects_data_dvc(tmp_path: Path, git) -> None:
+    """Trained on the pulled copy, the run still records the commit that versioned it, when this
+    project's data.dvc records that version (the demo's case)."""
+    from detops.tracking.provenance import dataset_version
+    from tests.conftest import make_dvc_project_at
+
+    project = make_dvc_project_at(tmp_path / "project")
+    synthesize(project / "data", train=2, val=1, size=64, seed=0, progress=False)
+    settings = Settings(project_root=project, dvc_local_remote=tmp_path / "remote")
+    version = version_dataset(project / "data", settings=settings, push=True, validate=False).md5
+    git(project, "add", "data.dvc", ".gitignore")
+    git(project, "commit", "-q", "-m", "data")
+    commit = git(project, "rev-parse", "HEAD").strip()
+    info = dataset_version(pull_version(version, settings=settings), project_root=project)
+    assert (info.digest, info.tracked_by, info.git_revision) == (version, "dvc", commit)
