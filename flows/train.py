@@ -15,7 +15,7 @@ from prefect import flow
 from tasks.train import plan_run, train
 
 
-@flow(name="train", flow_run_name="train-{variant}", persist_result=True)
+@flow(name="train", flow_run_name="train-{variant}", persist_result=True, retries=1, retry_delay_seconds=10)
 def train_variant(
     variant: str,
     dataset: dict[str, Any],
@@ -27,6 +27,12 @@ def train_variant(
 ) -> dict[str, Any]:
     """Train ``variant`` on ``dataset`` (``{"version", "remote", ...}``, pulled here by version) under
     ``preset``; returns the training summary with ``run_id`` (the MLflow run, whose artifacts hold the
-    best checkpoint for the next steps on other workers)."""
-    plan = plan_run(variant, preset=preset, epochs=epochs, img_size=img_size, dataset=dataset, seed=seed)
-    return train(plan, gpus=gpus)
+    best checkpoint for the next steps on other workers).
+
+    A failed attempt (a rank killed, a lost node) fails the flow run's attempt with its error; the
+    retry, on whichever worker takes it, resumes from the last epoch the artifact store holds."""
+    plan = plan_run(
+        variant, preset=preset, epochs=epochs, img_size=img_size, dataset=dataset, seed=seed, on_pool=True
+    )
+    # the flow run retries, not the task: a retry may be another worker's, with none of this one's disk
+    return train.with_options(retries=0)(plan, gpus=gpus)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -19,13 +20,16 @@ def plan_run(
     dataset: dict[str, Any],
     img_size: int | None = None,
     seed: int = 0,
+    on_pool: bool = False,
 ) -> dict[str, Any]:
     """The run of ``variant`` on the versioned ``dataset`` (``version_data``'s dict): ``{"variant",
     "config" (fit kwargs), "key" (dataset version + config + digest of the detops and models sources +
     home (its path and instance, see ``home_instance``) and tracking store), "run_dir",
     "dataset" (version, remote, and the directory it was versioned from)}``. ``img_size`` overrides the
     preset's input size; the training step finds the data by version on its own machine.
-    The run directory is derived from the key, so a retried or repeated run finds its checkpoints."""
+    The run directory is derived from the key, so a retried or repeated run finds its checkpoints.
+    ``on_pool`` (a run of the ``train`` deployment, on a machine a retry may not get back): no run
+    directory (``None``); the training uses a scratch one and keeps its state in the artifact store."""
     from pathlib import Path
 
     import detops
@@ -49,7 +53,7 @@ def plan_run(
         "variant": variant,
         "config": config,
         "key": key,
-        "run_dir": str(home / "runs" / f"retrain-{variant}-{key[:12]}"),
+        "run_dir": None if on_pool else str(home / "runs" / f"retrain-{variant}-{key[:12]}"),
         "dataset": {k: dataset.get(k) for k in ("version", "remote", "root")},
     }
 
@@ -75,30 +79,76 @@ def train(plan: dict[str, Any], gpus: int = 1) -> dict[str, Any]:
 
     Cached on the plan's key: an unchanged rerun returns the stored summary and trains nothing. A
     run directory that already holds a ``last.pt`` (a killed worker, a retry) is resumed from it
-    rather than started again, in the same MLflow run."""
-    import logging
+    rather than started again, in the same MLflow run. A plan without a run directory (``on_pool``)
+    trains in a scratch directory removed afterwards, uploads its state after every epoch and, on a
+    retry, resumes from the last state its MLflow run holds."""
+    import shutil
+    import tempfile
     from pathlib import Path
 
     from detops.data.versioning import dataset_root_for
-    from detops.engine.callbacks import TimeLimit
-    from detops.engine.fit import fit, resume
     from detops.settings import get_settings
-    from detops.tracking.training import tracked_training
+    from detops.tracking.resume import RUN_KEY_TAG, restore_training_state
     from tasks.runtime import flow_run_tags
 
-    config = dict(plan["config"])
-    last = Path(plan["run_dir"]) / "last.pt"
-    resumed = last.is_file()
-    data_root = dataset_root_for(plan["dataset"], settings=get_settings())
-    if gpus > 1:
-        return _train_under_torchrun(plan, gpus=gpus, data_root=data_root, resume=resumed)
-    with tracked_training(resume=resumed, tags=flow_run_tags()) as tracking:
-        callbacks = [*tracking.callbacks, TimeLimit(TRAIN_TIME_LIMIT_S)]
+    settings = get_settings()
+    on_pool = plan["run_dir"] is None
+    if on_pool:
+        (scratch := Path(settings.home) / "scratch").mkdir(parents=True, exist_ok=True)
+        run_dir = Path(tempfile.mkdtemp(prefix=f"train-{plan['variant']}-", dir=scratch))
+    else:
+        run_dir = Path(plan["run_dir"])
+    try:
+        resumed = (run_dir / "last.pt").is_file() or (
+            on_pool
+            and restore_training_state(plan["key"], variant=plan["variant"], run_dir=run_dir) is not None
+        )
         if resumed:
             logging.getLogger("detops").info(
-                "%s: resuming from %s (an earlier attempt stopped)", plan["variant"], last
+                "%s: resuming from epoch %s of an earlier attempt", plan["variant"], _epoch_of(run_dir)
             )
-            summary = resume(plan["run_dir"], epochs=config["epochs"], callbacks=callbacks)
+        run: dict[str, Any] = {
+            "run_dir": run_dir,
+            "data_root": dataset_root_for(plan["dataset"], settings=settings),
+            "resume": resumed,
+            "tags": {**flow_run_tags(), RUN_KEY_TAG: plan["key"]},
+            "upload_last": on_pool,
+        }
+        summary = _train_under_torchrun(plan, gpus=gpus, **run) if gpus > 1 else _train_here(plan, **run)
+    finally:
+        if on_pool:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    if on_pool:  # gone with the scratch directory: the next steps go by MLflow run id
+        summary = {**summary, "run_dir": None, "checkpoints": None}
+    return {**summary, "key": plan["key"], "resumed": resumed}
+
+
+def _epoch_of(run_dir: Any) -> int:
+    """The epochs ``run_dir``'s ``last.pt`` has done (the history's length)."""
+    history = run_dir / "metrics.jsonl"
+    return len(history.read_text().splitlines()) if history.is_file() else 0
+
+
+def _train_here(
+    plan: dict[str, Any],
+    *,
+    run_dir: Any,
+    data_root: Any,
+    resume: bool,
+    tags: dict[str, str],
+    upload_last: bool,
+) -> dict[str, Any]:
+    """``plan`` in this process, tracked like ``detops train``; the summary with the ``run_id``."""
+    from detops.engine.callbacks import TimeLimit
+    from detops.engine.fit import fit
+    from detops.engine.fit import resume as resume_run
+    from detops.tracking.training import tracked_training
+
+    config = dict(plan["config"])
+    with tracked_training(resume=resume, tags=tags, upload_last=upload_last) as tracking:
+        callbacks = [*tracking.callbacks, TimeLimit(TRAIN_TIME_LIMIT_S)]
+        if resume:
+            summary = resume_run(run_dir, epochs=config["epochs"], callbacks=callbacks)
         else:
             variant = config.pop("variant")
             # progress bars are noise in a run's log: one line per epoch instead
@@ -106,27 +156,33 @@ def train(plan: dict[str, Any], gpus: int = 1) -> dict[str, Any]:
             summary = fit(
                 variant,
                 data_root=data_root,
-                out_dir=plan["run_dir"],
+                out_dir=run_dir,
                 callbacks=callbacks,
                 overrides=overrides,
                 **config,
             )
-    return {**summary, "key": plan["key"], "resumed": resumed, "run_id": tracking.run_id}
+    return {**summary, "run_id": tracking.run_id}
 
 
-def _train_under_torchrun(plan: dict[str, Any], *, gpus: int, data_root: Any, resume: bool) -> dict[str, Any]:
+def _train_under_torchrun(
+    plan: dict[str, Any],
+    *,
+    gpus: int,
+    run_dir: Any,
+    data_root: Any,
+    resume: bool,
+    tags: dict[str, str],
+    upload_last: bool,
+) -> dict[str, Any]:
     """``plan`` on ``gpus`` processes (``torchrun``), each rank's lines in this task run's log; rank 0
-    tracks the MLflow run (with the flow run's tags) and records its id in the run directory."""
-    import logging
-
+    tracks the MLflow run (with ``tags``) and records its id in the run directory."""
     from detops.engine.launch import train_args, train_distributed
     from detops.tracking.runs import run_id_for
-    from tasks.runtime import flow_run_tags
 
     log = logging.getLogger("detops.train")
-    args = train_args(plan["config"], data_root=data_root, resume=resume, tags=flow_run_tags())
-    summary = train_distributed(gpus, args, run_dir=plan["run_dir"], resume=resume, on_line=log.info)
-    return {**summary, "key": plan["key"], "resumed": resume, "run_id": run_id_for(plan["run_dir"])}
+    args = train_args(plan["config"], data_root=data_root, resume=resume, tags=tags, upload_last=upload_last)
+    summary = train_distributed(gpus, args, run_dir=run_dir, resume=resume, on_line=log.info)
+    return {**summary, "run_id": run_id_for(run_dir)}
 
 
 TRAIN_DEPLOYMENT = "train/train-gpu"
@@ -188,7 +244,5 @@ def train_on_pool(
             raise DetopsError(
                 f"train-{variant}: flow run {run.id} on pool {pool!r} ended {state.name}{detail}", exit_code=1
             )
-        summary = state.result()
-        # paths of the training's worker mean nothing here: the next steps go by MLflow run id
-        summaries.append({**summary, "run_dir": None, "checkpoints": None, "trained_on": pool})
+        summaries.append({**state.result(), "trained_on": pool})
     return summaries

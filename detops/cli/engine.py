@@ -42,6 +42,12 @@ def train(
     track: bool = typer.Option(
         None, "--track/--no-track", help="Log the run to MLflow (default: on; DETOPS_TRACK=false)."
     ),
+    upload_last: bool = typer.Option(
+        False,
+        "--upload-last",
+        help="Upload last.pt and the history to the MLflow run after every epoch, so a retry on "
+        "another machine resumes from the artifact store.",
+    ),
     register: bool = typer.Option(
         False, "--register", help="Then register the run as a new model version (detops register)."
     ),
@@ -74,7 +80,9 @@ def train(
     settings = get_settings()
     rank0 = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 writes the log file
     log_file = setup_logging(verbose=verbose, log_file=log_path(settings.home, "train") if rank0 else None)
-    with tracked_training(track=track, resume=resume is not None, tags=tags, settings=settings) as tracking:
+    with tracked_training(
+        track=track, resume=resume is not None, tags=tags, settings=settings, upload_last=upload_last
+    ) as tracking:
         if resume is not None:
             summary = resume_run(resume, epochs=epochs, device=device, callbacks=tracking.callbacks)
         else:

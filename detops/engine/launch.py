@@ -47,12 +47,18 @@ def split_rank(line: str) -> tuple[int | None, str]:
 
 
 def train_args(
-    config: dict[str, Any], *, data_root: str | Path, resume: bool = False, tags: dict[str, str] | None = None
+    config: dict[str, Any],
+    *,
+    data_root: str | Path,
+    resume: bool = False,
+    tags: dict[str, str] | None = None,
+    upload_last: bool = False,
 ) -> list[str]:
     """``detops train`` arguments for ``config`` (``detops.presets.train_config``'s dict: variant,
     epochs, img_size, batch_size, workers, seed, overrides with eval_interval) on ``data_root``; with
-    ``resume`` the run continues from the run directory given as ``--out`` (see ``train_distributed``).
-    Options the CLI does not have are refused rather than dropped."""
+    ``resume`` the run continues from the run directory given as ``--out`` (see ``train_distributed``);
+    ``upload_last`` adds ``--upload-last``. Options the CLI does not have are refused rather than
+    dropped."""
     overrides = dict(config.get("overrides") or {})
     eval_interval = int(overrides.pop("eval_interval", 1))
     overrides.pop("progress", None)  # a log line per epoch either way
@@ -66,6 +72,8 @@ def train_args(
         if config.get("img_size") is not None:
             args += ["--img-size", str(int(config["img_size"]))]
     args += ["--device", str(config.get("device", "auto"))]
+    if upload_last:
+        args.append("--upload-last")
     for key, value in sorted((tags or {}).items()):
         args += ["--tag", f"{key}={value}"]
     return args

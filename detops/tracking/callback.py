@@ -13,7 +13,10 @@ What a run gets:
   checkpoint's 12 COCO statistics ``final/<name>`` and per-class ``final/AP_class/<class>``;
   system metrics (CPU, memory, disk, network; GPU when present) sampled by MLflow;
 * artifacts: ``best.pt``, ``config.json``, ``metrics.jsonl``, ``summary.json``, ``final_eval.json``
-  and ``plots/`` (loss and mAP curves, precision-recall at IoU 0.5, per-class AP).
+  and ``plots/`` (loss and mAP curves, precision-recall at IoU 0.5, per-class AP); with
+  ``upload_last``, also ``checkpoints/last.pt`` (and ``best.pt`` when it changed) and
+  ``metrics.jsonl`` after every epoch, so another machine can resume the run from the artifact
+  store (``detops.tracking.resume``).
 
 The run id is written to ``<run dir>/mlflow_run_id``; resuming that run directory continues the same
 MLflow run. Use the callback as a context manager so that a run whose training raised is closed as
@@ -52,6 +55,10 @@ class MlflowCallback:
         resume: the engine is resuming the run directory: continue the MLflow run it records
             (``mlflow_run_id``) instead of starting a new one.
         tags: further run tags set when the run starts (e.g. the Prefect flow run's id and URL).
+        upload_last: after every epoch, upload ``metrics.jsonl``, then ``best.pt`` when the epoch
+            improved it, then ``last.pt`` (in that order: whoever sees a ``last.pt`` also sees the
+            history and best checkpoint up to its epoch). Off by default: a checkpoint of a large
+            variant is hundreds of MB per epoch.
     """
 
     def __init__(
@@ -65,6 +72,7 @@ class MlflowCallback:
         step_every: int = 1,
         resume: bool = False,
         tags: Mapping[str, str] | None = None,
+        upload_last: bool = False,
     ) -> None:
         self.settings = settings or get_settings()
         self.experiment = experiment
@@ -74,6 +82,8 @@ class MlflowCallback:
         self.step_every = max(1, step_every)
         self.resume = resume
         self.tags = dict(tags or {})
+        self.upload_last = upload_last
+        self._written: dict[str, str] = {}  # checkpoints written this epoch: kind -> path
         self.run_id: str | None = None
         self._config: dict[str, Any] = {}
         self._run_dir: Path | None = None
@@ -240,6 +250,19 @@ class MlflowCallback:
             if isinstance(v, int | float)
         )
         self._flush()
+        if self.upload_last:
+            self._upload_state()
+
+    def on_checkpoint(self, *, path: str, kind: str, epoch: int) -> None:
+        """Note the checkpoint written (uploaded with the epoch's record, see ``upload_last``)."""
+        self._written[kind] = path
+
+    def _upload_state(self) -> None:
+        from detops.tracking.resume import upload_training_state
+
+        written, self._written = self._written, {}
+        if self._run_dir is not None and "last" in written:
+            upload_training_state(self._client, self._rid, self._run_dir, best_changed="best" in written)
 
     def _flush(self) -> None:
         while self._pending:

@@ -49,12 +49,14 @@ def tracked_training(
     tags: Mapping[str, str] | None = None,
     settings: Settings | None = None,
     system_metrics: bool = True,
+    upload_last: bool = False,
 ) -> Iterator[Tracking]:
     """Track the training run inside the block in MLflow when ``track`` (default: the settings'
     ``track``) is on, on rank 0 only (torchrun's other ranks get no callbacks).
 
     ``resume``: the block resumes a run directory; its recorded MLflow run is continued. ``tags`` are
-    set on the run when it starts. A training that raises leaves a FAILED run behind."""
+    set on the run when it starts. A training that raises leaves a FAILED run behind. ``upload_last``:
+    the training state goes to the artifact store after every epoch (see ``MlflowCallback``)."""
     from detops.tracking.callback import MlflowCallback
 
     settings = settings or get_settings()
@@ -62,7 +64,9 @@ def tracked_training(
     if not on or int(os.environ.get("RANK", "0")) != 0:
         yield Tracking()
         return
-    with MlflowCallback(settings=settings, resume=resume, tags=tags, system_metrics=system_metrics) as cb:
+    with MlflowCallback(
+        settings=settings, resume=resume, tags=tags, system_metrics=system_metrics, upload_last=upload_last
+    ) as cb:
         yield Tracking(callbacks=[cb])
     if cb.run_id:
         log.debug("tracked: MLflow run %s", cb.run_id)

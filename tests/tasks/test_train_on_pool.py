@@ -75,10 +75,8 @@ def test_every_variant_starts_before_any_is_awaited(api: Any) -> None:
     )
     summaries = _run(["damo_yolo_t", "rtdetrv2_s"])
     assert [s["run_id"] for s in summaries] == ["r1", "r2"]
-    # no path of the training's worker travels on: the next steps go by run id
-    assert all(
-        s["run_dir"] is None and s["checkpoints"] is None and s["trained_on"] == "gpu" for s in summaries
-    )
+    # (that no path of the training's worker travels on is the train task's part: test_resume.py)
+    assert all(s["trained_on"] == "gpu" for s in summaries)
     kinds = [kind for kind, _ in fake.calls]
     assert kinds[:2] == ["start", "start"] and "start" not in kinds[2:]
     for _, kwargs in fake.calls[:2]:

@@ -148,6 +148,8 @@ def test_train_args_carry_the_resolved_config() -> None:
     ]
     # a resumed run takes its settings from its run directory
     assert train_args(config, data_root="/x", resume=True) == ["--epochs", "4", "--device", "auto"]
+    # a train flow run keeps its state in the artifact store
+    assert train_args(config, data_root="/x", resume=True, upload_last=True)[-1] == "--upload-last"
     with pytest.raises(DetopsError, match=r"cannot pass \['lr'\]"):
         train_args({**config, "overrides": {"lr": 0.1}}, data_root="/x")
 
@@ -168,7 +170,7 @@ def test_the_cli_accepts_what_train_args_builds(tmp_path: Path, synth_root: Path
         "seed": 3,
         "overrides": {"eval_interval": 1},
     }
-    args = train_args(config, data_root=synth_root, tags={"k": "v"})
+    args = train_args(config, data_root=synth_root, tags={"k": "v"}, upload_last=True)
     assert main(["train", *args, "--no-track", "--out", str(tmp_path / "run"), "--no-augment"]) == 0
     resolved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (resolved["seed"], resolved["img_size"], resolved["batch_size"], resolved["eval_interval"]) == (
