@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -107,14 +109,14 @@ def train(plan: dict[str, Any], gpus: int = 1) -> dict[str, Any]:
             logging.getLogger("detops").info(
                 "%s: resuming from epoch %s of an earlier attempt", plan["variant"], _epoch_of(run_dir)
             )
-        run: dict[str, Any] = {
-            "run_dir": run_dir,
-            "data_root": dataset_root_for(plan["dataset"], settings=settings),
-            "resume": resumed,
-            "tags": {**flow_run_tags(), RUN_KEY_TAG: plan["key"]},
-            "upload_last": on_pool,
-        }
-        summary = _train_under_torchrun(plan, gpus=gpus, **run) if gpus > 1 else _train_here(plan, **run)
+        launch = _Launch(
+            run_dir=run_dir,
+            data_root=dataset_root_for(plan["dataset"], settings=settings),
+            resume=resumed,
+            tags={**flow_run_tags(), RUN_KEY_TAG: plan["key"]},
+            upload_last=on_pool,
+        )
+        summary = _train_under_torchrun(plan, launch, gpus=gpus) if gpus > 1 else _train_here(plan, launch)
     finally:
         if on_pool:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -123,21 +125,26 @@ def train(plan: dict[str, Any], gpus: int = 1) -> dict[str, Any]:
     return {**summary, "key": plan["key"], "resumed": resumed}
 
 
-def _epoch_of(run_dir: Any) -> int:
+def _epoch_of(run_dir: Path) -> int:
     """The epochs ``run_dir``'s ``last.pt`` has done (the history's length)."""
     history = run_dir / "metrics.jsonl"
     return len(history.read_text().splitlines()) if history.is_file() else 0
 
 
-def _train_here(
-    plan: dict[str, Any],
-    *,
-    run_dir: Any,
-    data_root: Any,
-    resume: bool,
-    tags: dict[str, str],
-    upload_last: bool,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Launch:
+    """Where and how one attempt of a planned training runs on this worker."""
+
+    run_dir: Path
+    data_root: Path
+    resume: bool
+    """Continue the run directory's ``last.pt`` (and its MLflow run)."""
+    tags: dict[str, str]
+    upload_last: bool
+    """Upload the training state after every epoch (a ``train`` flow run's scratch directory)."""
+
+
+def _train_here(plan: dict[str, Any], launch: _Launch) -> dict[str, Any]:
     """``plan`` in this process, tracked like ``detops train``; the summary with the ``run_id``."""
     from detops.engine.callbacks import TimeLimit
     from detops.engine.fit import fit
@@ -145,18 +152,18 @@ def _train_here(
     from detops.tracking.training import tracked_training
 
     config = dict(plan["config"])
-    with tracked_training(resume=resume, tags=tags, upload_last=upload_last) as tracking:
+    with tracked_training(resume=launch.resume, tags=launch.tags, upload_last=launch.upload_last) as tracking:
         callbacks = [*tracking.callbacks, TimeLimit(TRAIN_TIME_LIMIT_S)]
-        if resume:
-            summary = resume_run(run_dir, epochs=config["epochs"], callbacks=callbacks)
+        if launch.resume:
+            summary = resume_run(launch.run_dir, epochs=config["epochs"], callbacks=callbacks)
         else:
             variant = config.pop("variant")
             # progress bars are noise in a run's log: one line per epoch instead
             overrides = {**config.pop("overrides", {}), "progress": False}
             summary = fit(
                 variant,
-                data_root=data_root,
-                out_dir=run_dir,
+                data_root=launch.data_root,
+                out_dir=launch.run_dir,
                 callbacks=callbacks,
                 overrides=overrides,
                 **config,
@@ -164,25 +171,22 @@ def _train_here(
     return {**summary, "run_id": tracking.run_id}
 
 
-def _train_under_torchrun(
-    plan: dict[str, Any],
-    *,
-    gpus: int,
-    run_dir: Any,
-    data_root: Any,
-    resume: bool,
-    tags: dict[str, str],
-    upload_last: bool,
-) -> dict[str, Any]:
+def _train_under_torchrun(plan: dict[str, Any], launch: _Launch, *, gpus: int) -> dict[str, Any]:
     """``plan`` on ``gpus`` processes (``torchrun``), each rank's lines in this task run's log; rank 0
-    tracks the MLflow run (with ``tags``) and records its id in the run directory."""
+    tracks the MLflow run (with the launch's tags) and records its id in the run directory."""
     from detops.engine.launch import train_args, train_distributed
     from detops.tracking.runs import run_id_for
 
     log = logging.getLogger("detops.train")
-    args = train_args(plan["config"], data_root=data_root, resume=resume, tags=tags, upload_last=upload_last)
-    summary = train_distributed(gpus, args, run_dir=run_dir, resume=resume, on_line=log.info)
-    return {**summary, "run_id": run_id_for(run_dir)}
+    args = train_args(
+        plan["config"],
+        data_root=launch.data_root,
+        resume=launch.resume,
+        tags=launch.tags,
+        upload_last=launch.upload_last,
+    )
+    summary = train_distributed(gpus, args, run_dir=launch.run_dir, resume=launch.resume, on_line=log.info)
+    return {**summary, "run_id": run_id_for(launch.run_dir)}
 
 
 TRAIN_DEPLOYMENT = "train/train-gpu"
