@@ -24,7 +24,7 @@ def postprocess_single(
     anchor_idx, labels = (scores > score_threshold).nonzero(as_tuple=True)
     cand_scores = scores[anchor_idx, labels]
     cand_boxes = boxes[anchor_idx]
-    keep = batched_nms(cand_boxes, cand_scores, labels, iou_threshold=iou_threshold)[:max_detections]
+    keep = batched_nms(cand_boxes, cand_scores, labels, iou_threshold=iou_threshold, max_keep=max_detections)
     return cand_boxes[keep], cand_scores[keep], labels[keep]
 
 

@@ -57,6 +57,22 @@ def test_nms_row_blocks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch
     assert nms(boxes, scores, iou_threshold=0.5).tolist() == expected
 
 
+@pytest.mark.parametrize("max_keep", [1, 3, 6, 7, 8, 1000])
+def test_max_keep_equals_the_full_result_cut(monkeypatch: pytest.MonkeyPatch, max_keep: int) -> None:
+    """The scan stops once ``max_keep`` boxes are kept (possibly mid-way through the blocks): the
+    first ``max_keep`` of greedy NMS depend only on higher-scoring boxes."""
+    boxes, scores = _clustered(50, 4)
+    expected = greedy(boxes.tolist(), scores.tolist(), 0.3)
+    monkeypatch.setattr(nms_module, "_ROW_BLOCK", 7)
+    assert nms(boxes, scores, iou_threshold=0.3, max_keep=max_keep).tolist() == expected[:max_keep]
+    labels = torch.arange(50) % 3
+    full = batched_nms(boxes, scores, labels, iou_threshold=0.3)
+    assert (
+        batched_nms(boxes, scores, labels, iou_threshold=0.3, max_keep=max_keep).tolist()
+        == full[:max_keep].tolist()
+    )
+
+
 def test_suppression_chain_and_strict_threshold() -> None:
     # A suppresses B; B would suppress C but is itself suppressed, so C survives.
     boxes = torch.tensor([[0.0, 0, 10, 10], [5.0, 0, 15, 10], [10.0, 0, 20, 10]])
