@@ -4,14 +4,14 @@ A detops weight file is a ``torch.save``'d dict::
 
     {"format": "detops.weights/1", "variant": str, "num_classes": int,
      "model": state_dict (train form), "source": str, "source_sha256": str,
-     "reinitialised": [keys re-initialised because the class count changed]}
+     "reinitialised": [keys re-initialised because the class count changed],
+     "class_names": [...], "category_ids": [...]}   # COCO's 80, when the class heads were kept
 
 Everything is loaded with ``weights_only=True``: a checkpoint never executes code.
 """
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +21,7 @@ import torch
 
 import models
 from detops.errors import DetopsError
-from detops.fileio import atomic_path
+from detops.fileio import atomic_path, sha256_file
 
 WEIGHTS_FORMAT = "detops.weights/1"
 
@@ -35,14 +35,6 @@ class ImportReport:
     source_tensors: int
     model_tensors: int
     reinitialised: list[str] = field(default_factory=list)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_checkpoint_file(path: str | Path) -> dict[str, Any]:
@@ -144,9 +136,14 @@ def import_official(variant: str, src: str | Path, dst: str | Path, *, num_class
         "num_classes": num_classes,
         "model": model.state_dict(),
         "source": src_path.name,
-        "source_sha256": _sha256(src_path),
+        "source_sha256": sha256_file(src_path),
         "reinitialised": reinitialised,
     }
+    if num_classes == 80:
+        # the release's own classes: its artifacts are scored on COCO's category ids, not 1..80
+        from detops.data.coco_classes import COCO_IDS, COCO_NAMES
+
+        payload["class_names"], payload["category_ids"] = list(COCO_NAMES), list(COCO_IDS)
     with atomic_path(dst) as tmp:
         torch.save(payload, tmp)
     return ImportReport(

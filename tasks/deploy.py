@@ -52,15 +52,9 @@ def profile(artifact: dict[str, Any], *, backend: str, seconds: float = 1.5) -> 
 @task(name="tensorrt-available", tags=["deploy"])
 def tensorrt_status() -> dict[str, Any]:
     """Whether this machine can build TensorRT engines: ``{"available", "detail"}``."""
-    from detops.deploy.tensorrt.build import cuda_device, import_tensorrt
-    from detops.errors import DetopsError
+    from detops.deploy.tensorrt.build import tensorrt_status as status
 
-    try:
-        trt = import_tensorrt()
-        device = cuda_device()
-    except DetopsError as exc:
-        return {"available": False, "detail": str(exc)}
-    return {"available": True, "detail": f"TensorRT {trt.__version__} on {device}"}
+    return status()
 
 
 @task(name="build-engine", tags=["tensorrt"], timeout_seconds=3 * 3600)

@@ -14,7 +14,6 @@ value, so any ONNX tool shows them and ``read_onnx_metadata`` gets them back exa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -117,15 +116,6 @@ class ArtifactMeta:
         except json.JSONDecodeError as exc:
             raise DetopsError(f"{source}: artifact metadata is not valid JSON ({exc})") from None
         return cls.from_dict(decoded, source=source)
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def artifact_kind(path: str | os.PathLike[str]) -> str:

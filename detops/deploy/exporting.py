@@ -12,10 +12,10 @@ from detops.deploy.artifact import (
     default_classes,
     meta_from_checkpoint,
     resolve_source,
-    sha256_file,
 )
 from detops.errors import DetopsError
 from detops.export import DEFAULT_OPSET, ExportReport, export_onnx
+from detops.fileio import sha256_file
 
 
 def default_output(source: ExportSource, *, image_size: int, home: Path) -> Path:

@@ -1,6 +1,5 @@
 """`detops weights import` end to end: official layout in, strict mapping, clean errors out."""
 
-import json
 import pickle
 from pathlib import Path
 
@@ -10,28 +9,7 @@ import torch
 import models
 from detops.cli import main
 from detops.weights import load_weights
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoints"
-
-
-def official_state_dict(variant: str, *, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors with exactly the names, shapes and dtypes of the official release file."""
-    spec = json.loads((FIXTURES / f"{variant}.json").read_text())
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, info in spec["tensors"].items():
-        dtype = getattr(torch, info["dtype"])
-        shape = info["shape"]
-        if dtype == torch.bool:
-            out[name] = torch.rand(shape, generator=gen) > 0.1
-        elif dtype.is_floating_point:
-            value = torch.rand(shape, generator=gen) * 0.2 - 0.1
-            if name.endswith("running_var"):
-                value = value.abs() + 0.5
-            out[name] = value
-        else:
-            out[name] = torch.randint(0, 100, shape, generator=gen, dtype=dtype)
-    return out
+from tests.officials import official_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +30,9 @@ def test_import_cli_reports_zero_mismatches_and_writes_loadable_weights(damo_t_r
     source = torch.load(damo_t_release, weights_only=True)["model"]
     for key, value in source.items():
         assert torch.equal(payload["model"][key], value), key
+    # the release's own 80 classes, under COCO's category ids (12, 26, ... unused)
+    assert payload["category_ids"][:12] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13]
+    assert payload["category_ids"][-1] == 90 and payload["class_names"][0] == "person"
 
 
 def test_import_with_other_class_count_reinitialises_only_class_heads(damo_t_release, tmp_path, capsys):
@@ -64,6 +45,7 @@ def test_import_with_other_class_count_reinitialises_only_class_heads(damo_t_rel
     assert payload["reinitialised"], "class heads must be reported as re-initialised"
     assert all("cls" in k for k in payload["reinitialised"])
     assert "re-initialised for 3 classes" in capsys.readouterr().out
+    assert "category_ids" not in payload  # not COCO's classes any more: the training data names them
 
 
 @pytest.mark.parametrize(

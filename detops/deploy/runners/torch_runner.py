@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 import models
-from detops.deploy.artifact import ArtifactMeta, meta_from_checkpoint, sha256_file
+from detops.deploy.artifact import ArtifactMeta, meta_from_checkpoint
 from detops.deploy.preprocess import preprocess
 from detops.deploy.runners.base import Batch, Detections, RunnerBase, family_detections
 from detops.errors import DetopsError
+from detops.fileio import sha256_file
 
 _AUTOCAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -24,11 +24,10 @@ from detops.deploy.tensorrt.stamp import (
     DeviceInfo,
     EngineStamp,
     capability_str,
-    sha256_file,
     write_stamp,
 )
 from detops.errors import DetopsError
-from detops.fileio import atomic_open
+from detops.fileio import atomic_open, sha256_file
 
 INSTALL_HINT = (
     "TensorRT is not installed: on a machine with an NVIDIA GPU run `pip install 'detops[trt]'` "
@@ -69,6 +68,17 @@ def cuda_device() -> DeviceInfo:
     if not torch.cuda.is_available():
         raise DetopsError("no CUDA device: TensorRT engines are built and run on an NVIDIA GPU")
     return DeviceInfo(torch.cuda.get_device_name(0), tuple(torch.cuda.get_device_capability(0)))  # type: ignore[arg-type]
+
+
+def tensorrt_status() -> dict[str, Any]:
+    """Whether this machine can build TensorRT engines: ``{"available", "detail"}`` (the reason when
+    not, e.g. the module is missing or there is no CUDA device)."""
+    try:
+        trt = import_tensorrt()
+        device = cuda_device()
+    except DetopsError as exc:
+        return {"available": False, "detail": str(exc)}
+    return {"available": True, "detail": f"TensorRT {trt.__version__} on {device}"}
 
 
 def profile_shapes(

@@ -8,7 +8,6 @@ refused with one line naming what the engine wants and what this machine has.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -49,15 +48,6 @@ def stamp_path(engine: str | Path) -> Path:
     """``model.engine`` -> ``model.engine.json``."""
     p = Path(engine)
     return p.with_name(p.name + STAMP_SUFFIX)
-
-
-def sha256_file(path: str | Path, *, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def capability_str(cc: tuple[int, int]) -> str:

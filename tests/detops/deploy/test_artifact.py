@@ -12,9 +12,9 @@ from detops.deploy.artifact import (
     read_onnx_metadata,
     resolve_artifact,
     resolve_source,
-    sha256_file,
 )
 from detops.errors import DetopsError
+from detops.fileio import sha256_file
 
 META = ArtifactMeta(
     variant="damo_yolo_tiny",
