@@ -19,7 +19,8 @@ class Published:
     RepConv fusion; RT-DETRv2: all parameters plus frozen-BN affine/statistics counted as upstream).
     Latencies are T4 TensorRT FP16 batch-1 milliseconds: ``t4_ms_upstream`` as published by the
     authors, ``t4_ms_table`` as in the comparison table this project reproduces (``None`` for a row
-    that table does not have).
+    that table does not have). ``release_file``: the authors' file name of the release checkpoint
+    these figures belong to (``detops reproduce`` finds it by this name).
     """
 
     map_50_95: float
@@ -28,6 +29,7 @@ class Published:
     params_exact: int
     t4_ms_upstream: float
     t4_ms_table: float | None
+    release_file: str = ""
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,50 @@ def register(
     )
 
 
+@task(name="find-release-files")
+def find_release_files(coco: str, weights_dir: str, variants: list[str]) -> dict[str, str]:
+    """{variant: release file} of ``variants`` (``["all"]``: the table's eight) present in
+    ``weights_dir``, after checking that ``coco`` holds COCO 2017's val split."""
+    from detops.registry.latency_only import resolve_variants
+    from detops.registry.reproduce import check_coco2017, release_files
+
+    check_coco2017(coco)
+    return {v: str(p) for v, p in release_files(weights_dir, resolve_variants(variants)).items()}
+
+
+@task(name="register-official", task_run_name="register-official-{variant}", tags=["mlflow"], **_MLFLOW)
+def register_official(
+    variant: str,
+    weights: str,
+    *,
+    data_root: str,
+    backends: tuple[str, ...] = ("ort", "openvino"),
+    profile_seconds: float = 1.5,
+    eval_data: str | None = None,
+) -> dict[str, Any]:
+    """``register_weights``: the release file ``weights`` of ``variant``, evaluated on ``data_root``'s
+    val split, as a new version of ``detops-<variant>`` (``eval_data``: what that split is, e.g.
+    ``coco_val2017``); ``{"variant", "model", "version", "run_id", "tags"}``."""
+    from detops.registry import tags as T
+    from detops.registry.register import register_weights
+
+    reg = register_weights(
+        weights,
+        variant=variant,
+        data_root=data_root,
+        backends=backends,
+        profile_seconds=profile_seconds,
+        tags={T.EVAL_DATA: eval_data} if eval_data else None,
+    )
+    return {
+        "variant": variant,
+        "model": reg.model,
+        "version": reg.version,
+        "run_id": reg.run_id,
+        "tags": reg.tags,
+    }
+
+
 @task(name="promote", task_run_name="promote-{registered[variant]}", tags=["mlflow"], **_MLFLOW_RETRIES)
 def promote(
     registered: dict[str, Any],

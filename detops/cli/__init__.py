@@ -17,6 +17,7 @@ import traceback
 import typer
 
 from detops.cli import (
+    compare,
     data,
     demo,
     deploy,
@@ -51,6 +52,7 @@ tracking.register(app)
 registry.register(app)
 demo.register(app)
 orchestrate.register(app)
+compare.register(app)
 
 _DEBUG_HINT = "rerun with `detops --debug ...` (or DETOPS_DEBUG=1) for the traceback"
 _debug = {"on": False}

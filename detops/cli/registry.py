@@ -11,25 +11,55 @@ from detops.errors import DetopsError
 
 
 def register_cmd(
-    run: str = typer.Argument(..., help="A training run directory or its MLflow run id."),
+    run: str = typer.Argument(None, help="A training run directory or its MLflow run id (or use --weights)."),
+    weights: Path = typer.Option(
+        None,
+        "--weights",
+        help="An official release file to register instead of a run (with --variant, --data).",
+    ),
+    variant: str = typer.Option(None, "--variant", help="The release file's variant, e.g. damo_yolo_t."),
+    data: Path = typer.Option(None, "--data", help="Dataset to evaluate the release file's artifact on."),
     profile_seconds: float = typer.Option(1.5, "--profile-seconds", help="Timed seconds per profile."),
 ) -> None:
-    """Export the run's best checkpoint to ONNX, evaluate it against the checkpoint on the run's val
-    split, profile it on ONNX Runtime and OpenVINO, and register it as a new version of
-    detops-<variant> with every figure as a tag."""
+    """Export the run's best checkpoint (or an imported release file) to ONNX, evaluate it against the
+    checkpoint on the val split, profile it on ONNX Runtime and OpenVINO, and register it as a new
+    version of detops-<variant> with every figure as a tag."""
+    from detops.cli import _validate as check
+    from detops.logs import setup_logging
     from detops.registry.client import open_registry
-    from detops.registry.register import register_run
+    from detops.registry.register import register_run, register_weights
     from detops.settings import get_settings
 
     if profile_seconds <= 0:
         raise DetopsError(f"--profile-seconds must be > 0, got {profile_seconds}")
+    if (run is None) == (weights is None):
+        raise DetopsError(
+            "register takes a RUN or --weights FILE --variant V --data ROOT, not both or neither"
+        )
+    if weights is not None and (variant is None or data is None):
+        raise DetopsError("register --weights needs --variant V and --data ROOT")
+    if weights is None and (variant is not None or data is not None):
+        raise DetopsError("--variant and --data go with --weights (a run knows its variant and data)")
+    setup_logging()  # one line per stage; other libraries' INFO lines (MLflow's store set-up) off
     settings = get_settings()
     with open_registry(settings) as client:
-        reg = register_run(run, settings=settings, client=client, profile_seconds=profile_seconds)
+        if weights is not None:
+            check.variant(variant)
+            reg = register_weights(
+                weights,
+                variant=variant,
+                data_root=data,
+                settings=settings,
+                client=client,
+                profile_seconds=profile_seconds,
+            )
+        else:
+            reg = register_run(run, settings=settings, client=client, profile_seconds=profile_seconds)
     t = reg.tags
     typer.echo(
-        f"registered {reg.model} version {reg.version}: mAP checkpoint {t['detops.map.checkpoint']}, "
-        f"ONNX (ort) {t.get('detops.map.ort', '')}; median ms ort {float(t.get('detops.latency_ms.ort', 'nan')):.2f}"
+        f"registered {reg.model} version {reg.version} ({t.get('detops.source', 'trained')}): "
+        f"mAP checkpoint {t['detops.map.checkpoint']}, ONNX (ort) {t.get('detops.map.ort', '')}; "
+        f"median ms ort {float(t.get('detops.latency_ms.ort', 'nan')):.2f}"
     )
     typer.echo(f"promote it with: detops promote {reg.tags['detops.variant']} --version {reg.version}")
 

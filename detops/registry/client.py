@@ -452,3 +452,24 @@ class RegistryClient:
     def set_run_terminated(self, run_id: str) -> None:
         """Mark run ``run_id`` finished."""
         self._client.set_terminated(run_id)
+
+    def log_run_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set ``tags`` on run ``run_id``."""
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def newest_run_tags(self, experiment: str, tags: dict[str, str]) -> dict[str, str] | None:
+        """Tags of the newest finished run of ``experiment`` carrying every tag in ``tags``; None when
+        the experiment or such a run does not exist."""
+        found = self._client.get_experiment_by_name(experiment)
+        if found is None:
+            return None
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self._client.search_runs(
+            [found.experiment_id],
+            filter_string=f"{where} and attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+        return dict(runs[0].data.tags) if runs else None

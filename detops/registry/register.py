@@ -111,15 +111,12 @@ def _measure(best: Path, *, variant: str, num_classes: int) -> dict[str, float]:
     """Params and GFLOPs (640x640) of the trained model, counted the way its family publishes them."""
     import models
     from detops.engine.checkpoint import model_weights
+    from detops.registry.latency_only import model_size
     from detops.weights import load_checkpoint_file
 
-    family = models.family_module(variant)
     model = models.build_model(variant, num_classes=num_classes).eval()
     model.load_state_dict(model_weights(load_checkpoint_file(best)), strict=True)
-    return {
-        "params": float(family.count_params(model)),
-        "gflops": round(float(family.count_gflops(model, image_size=640)), 3),
-    }
+    return model_size(model, variant)
 
 
 def _local_data(data_root: Path, settings: Any) -> Path:
@@ -158,16 +155,8 @@ def register_run(
     Raises ``DetopsError`` (one line) for a bad run or any failed step; nothing is registered then.
     """
     from detops.data.validate import validate_dataset
-    from detops.deploy.artifact import read_onnx_metadata
-    from detops.deploy.evaluate import evaluate_backends
-    from detops.deploy.exporting import export_artifact
-    from detops.deploy.profile import profile_runner
-    from detops.deploy.runners.base import load_runner
-    from detops.fileio import write_json
-    from detops.registry.client import RegistryClient, model_name
-    from detops.registry.promote import refresh_challenger
+    from detops.registry.client import RegistryClient
     from detops.settings import get_settings
-    from detops.tracking.provenance import code_version, dataset_version
     from detops.tracking.runs import write_run_id
 
     settings = settings or get_settings()
@@ -182,16 +171,131 @@ def register_run(
         raise DetopsError(
             f"{files.run_dir / 'config.json'}: field 'data': dataset {data_root} not found here"
         )
-    name = model_name(variant)
-    log.debug("registering %s from %s", name, files.run_dir)
-
+    log.debug("registering %s from %s", variant, files.run_dir)
     if data_valid is None:
         log.info("%-12s validating %s before registering", variant, data_root)
         data_valid = validate_dataset(data_root, sample_images=sample_images).success
+    reg = _register_checkpoint(
+        files.best,
+        variant=variant,
+        data_root=data_root,
+        split=split,
+        data_valid=data_valid,
+        work=work_root / f"{variant}-{files.run_dir.name}",
+        run_id=files.run_id,
+        run_name=f"register {files.run_dir.name}",
+        tags={
+            T.SOURCE: "trained",
+            T.RUN_DIR: str(files.run_dir),
+            "detops.best_epoch": str(_summary_field(files.run_dir, "best_epoch")),
+        },
+        settings=settings,
+        client=client,
+        backends=backends,
+        profile_seconds=profile_seconds,
+        deployed=deployed,
+    )
+    if reg.run_id != files.run_id and not files.run_dir.resolve().is_relative_to(work_root.resolve()):
+        write_run_id(files.run_dir, reg.run_id)
+    return reg
+
+
+def register_weights(
+    weights: str | os.PathLike[str],
+    *,
+    variant: str,
+    data_root: str | os.PathLike[str],
+    split: str = "val",
+    settings: Any = None,
+    client: Any = None,
+    backends: Sequence[str] = CPU_BACKENDS,
+    profile_seconds: float = 1.5,
+    sample_images: int | None = 64,
+    tags: dict[str, str] | None = None,
+) -> Registration:
+    """Register an official release file of ``variant`` (no training run) as a new version of
+    ``detops-<variant>``: imported strictly (``detops weights import``; a file that does not match the
+    variant is refused with the import's one-line error and nothing is registered), then the same
+    export, artifact evaluation on ``split`` of ``data_root``, profile and registration as a trained
+    run. The version records ``detops.source=official``, the file's name and sha256; the imported
+    weight file is the MLflow run's ``checkpoints/best.pt``. ``tags``: further version tags."""
+    from detops.data.validate import validate_dataset
+    from detops.fileio import sha256_file
+    from detops.registry.client import RegistryClient
+    from detops.settings import get_settings
+    from detops.weights import import_official
+
+    settings = settings or get_settings()
+    client = client or RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
+    source = Path(weights)
+    if not source.is_file():
+        raise DetopsError(f"--weights {source}: file not found")
+    data = Path(data_root)
+    if not data.is_dir():
+        raise DetopsError(f"--data {data}: dataset directory not found")
+    digest = sha256_file(source)
+    work = Path(settings.home) / "registry" / f"official-{variant}-{digest[:12]}"
+    log.info("%-12s importing %s (sha256 %s)", variant, source.name, digest[:12])
+    import_official(variant, source, work / "best.pt")
+    log.info("%-12s validating %s before registering", variant, data)
+    data_valid = validate_dataset(data, sample_images=sample_images).success
+    return _register_checkpoint(
+        work / "best.pt",
+        variant=variant,
+        data_root=data,
+        split=split,
+        data_valid=data_valid,
+        work=work,
+        run_id=None,
+        run_name=f"register official {source.name}",
+        tags={
+            T.SOURCE: "official",
+            T.SOURCE_FILE: source.name,
+            T.SOURCE_SHA256: digest,
+            **(tags or {}),
+        },
+        settings=settings,
+        client=client,
+        backends=backends,
+        profile_seconds=profile_seconds,
+        log_checkpoint=True,
+    )
+
+
+def _register_checkpoint(
+    best: Path,
+    *,
+    variant: str,
+    data_root: Path,
+    split: str,
+    data_valid: bool,
+    work: Path,
+    run_id: str | None,
+    run_name: str,
+    tags: dict[str, str],
+    settings: Any,
+    client: Any,
+    backends: Sequence[str],
+    profile_seconds: float,
+    deployed: dict[str, Any] | None = None,
+    log_checkpoint: bool = False,
+) -> Registration:
+    """Steps 2-7 of the module docstring for the checkpoint or weight file ``best``, logged into MLflow
+    run ``run_id`` (a new run ``run_name`` in ``detops-<variant>`` when None or gone; with
+    ``log_checkpoint`` ``best`` becomes its ``checkpoints/best.pt``); ``tags`` join the version's."""
+    from detops.deploy.artifact import read_onnx_metadata
+    from detops.deploy.evaluate import evaluate_backends
+    from detops.deploy.exporting import export_artifact
+    from detops.deploy.profile import profile_runner
+    from detops.deploy.runners.base import load_runner
+    from detops.fileio import write_json
+    from detops.registry.client import model_name
+    from detops.registry.promote import refresh_challenger
+    from detops.tracking.provenance import code_version, dataset_version
+
+    name = model_name(variant)
     data = dataset_version(data_root, project_root=settings.project_root)
     code = code_version(settings.project_root)
-
-    work = work_root / f"{variant}-{files.run_dir.name}"
     if deployed is not None:
         onnx_path = Path(deployed["onnx"])
         meta = read_onnx_metadata(onnx_path)
@@ -199,12 +303,12 @@ def register_run(
         evaluations: dict[str, dict[str, Any]] = dict(deployed["evaluations"])
         profiles: dict[str, dict[str, Any]] = dict(deployed["profiles"])
     else:
-        log.info("%-12s exporting the best checkpoint to ONNX (with ONNX Runtime parity check)", variant)
-        export, meta = export_artifact(files.best, out=work / "model.onnx")
+        log.info("%-12s exporting to ONNX (with ONNX Runtime parity check)", variant)
+        export, meta = export_artifact(best, out=work / "model.onnx")
         onnx_path, max_rel_error = export.path, export.max_rel_error
         log.info("%-12s evaluating the ONNX artifact on '%s' against the checkpoint", variant, split)
         evaluations = evaluate_backends(
-            onnx_path, backends=backends, data_root=data_root, split=split, reference=files.best
+            onnx_path, backends=backends, data_root=data_root, split=split, reference=best
         )
         log.info("%-12s profiling on %s", variant, ", ".join(backends))
         profiles = {
@@ -218,9 +322,9 @@ def register_run(
             for backend in backends
         }
     checkpoint_map = float(next(ev for ev in evaluations.values() if "reference" in ev)["reference"]["AP"])
-    sizes = _measure(files.best, variant=variant, num_classes=meta.num_classes)
+    sizes = _measure(best, variant=variant, num_classes=meta.num_classes)
 
-    tags: dict[str, str] = {
+    version_tags: dict[str, str] = {
         T.VARIANT: variant,
         T.DATASET_VERSION: data.digest,
         "detops.dataset_tracked_by": data.tracked_by,
@@ -228,7 +332,6 @@ def register_run(
         T.DATA_VALID: T.fmt_bool(data_valid),
         T.GIT_COMMIT: code["git_commit"],
         "detops.git_dirty": code["git_dirty"],
-        T.RUN_DIR: str(files.run_dir),
         T.IMG_SIZE: str(meta.input_size),
         "detops.num_classes": str(meta.num_classes),
         T.PARAMS: str(int(sizes["params"])),
@@ -236,26 +339,20 @@ def register_run(
         # export_artifact writes no file that fails its parity check, so an artifact here passed it
         T.EXPORT_PARITY: json.dumps({"passed": True, "max_rel_error": max_rel_error}, sort_keys=True),
         T.MAP_CHECKPOINT: T.fmt_float(checkpoint_map),
-        "detops.best_epoch": str(_summary_field(files.run_dir, "best_epoch")),
+        **tags,
     }
     for backend, ev in evaluations.items():
-        tags[T.map_tag(backend)] = T.fmt_float(float(ev["AP"]))
+        version_tags[T.map_tag(backend)] = T.fmt_float(float(ev["AP"]))
     for backend, prof in profiles.items():
-        tags[T.latency_tag(backend)] = T.fmt_float(float(prof["model"]["median_ms"]))
-        tags[f"detops.latency_e2e_ms.{backend}"] = T.fmt_float(float(prof["end_to_end"]["median_ms"]))
-        tags[T.latency_env_tag(backend)] = json.dumps(_env_summary(prof), sort_keys=True)[:4900]
+        version_tags[T.latency_tag(backend)] = T.fmt_float(float(prof["model"]["median_ms"]))
+        version_tags[f"detops.latency_e2e_ms.{backend}"] = T.fmt_float(float(prof["end_to_end"]["median_ms"]))
+        version_tags[T.latency_env_tag(backend)] = json.dumps(env_summary(prof), sort_keys=True)[:4900]
 
-    run_id = files.run_id
     if run_id is None or not client.run_exists(run_id):
-        run_id = client.create_run(
-            experiment=f"detops-{variant}",
-            run_name=f"register {files.run_dir.name}",
-            tags={T.VARIANT: variant, T.RUN_DIR: str(files.run_dir)},
-        )
+        run_tags = {T.VARIANT: variant, **{k: v for k, v in tags.items() if k in (T.RUN_DIR, T.SOURCE)}}
+        run_id = client.create_run(experiment=f"detops-{variant}", run_name=run_name, tags=run_tags)
         client.set_run_terminated(run_id)
-        if not files.run_dir.resolve().is_relative_to(work_root.resolve()):
-            write_run_id(files.run_dir, run_id)
-    tags[T.RUN_ID] = run_id
+    version_tags[T.RUN_ID] = run_id
 
     details = work / "details"
     for backend, ev in evaluations.items():
@@ -265,13 +362,17 @@ def register_run(
     write_json(details / "export.json", {"path": str(onnx_path), "max_rel_error": max_rel_error})
     log.debug("logging the ONNX model to MLflow run %s and creating the version", run_id)
     client.log_run_artifacts(run_id, details, artifact_path="registry")
+    if log_checkpoint:
+        client.log_run_file(run_id, best, artifact_path="checkpoints")
     model_uri, model_id = client.log_onnx_model(
         run_id=run_id, onnx_path=onnx_path, input_example=_input_example(meta)
     )
-    version = client.create_version(name, source=model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    version = client.create_version(
+        name, source=model_uri, run_id=run_id, tags=version_tags, model_id=model_id
+    )
     refresh_challenger(client, name)  # registered, not yet judged: the newest candidate is challenger
     log.info("%-12s registered as %s version %d (MLflow run %s)", variant, name, version, run_id)
-    return Registration(model=name, version=version, run_id=run_id, tags=tags)
+    return Registration(model=name, version=version, run_id=run_id, tags=version_tags)
 
 
 def _summary_field(run_dir: Path, key: str) -> Any:
@@ -281,7 +382,7 @@ def _summary_field(run_dir: Path, key: str) -> Any:
         return ""
 
 
-def _env_summary(profile: dict[str, Any]) -> dict[str, Any]:
+def env_summary(profile: dict[str, Any]) -> dict[str, Any]:
     """The part of a profile's environment a reader of a latency figure needs, plus the method."""
     env = dict(profile.get("environment", {}))
     keep = {k: env[k] for k in sorted(env) if not isinstance(env[k], dict | list)}

@@ -1,8 +1,10 @@
 """The comparison report: the seed document's table regenerated from the registry, plus a Pareto chart.
 
 One row per variant of the table (and per other registered model): the measured figures of its
-champion (the newest version when it has none) beside the published ones, blank where nothing was
-measured yet, and a numbered note with the environment of every measured latency. ``report_rows``
+champion (the newest version when it has none; for a variant with no version, its newest
+latency-only entry, see :mod:`detops.registry.latency_only`) beside the published ones, blank where
+nothing was measured yet, a numbered note with the environment of every measured latency, and a
+flag (Δ) on every measured figure that differs from the published one beyond ``TOLERANCES``. ``report_rows``
 gathers, ``markdown_table``/``html_report`` render (pure), ``pareto_chart`` draws with matplotlib's
 Agg backend, ``write_report`` writes ``report.md``, ``report.html``, ``pareto.png``, ``report.json``
 and logs them to MLflow (experiment ``detops-report``).
@@ -25,12 +27,27 @@ BACKEND_LABELS: dict[str, str] = {
     "tensorrt": "T4 TensorRT",
 }
 REPORT_EXPERIMENT = "detops-report"
+COCO_VAL2017 = "coco_val2017"
+"""``detops.eval_data`` of a version evaluated on COCO val2017 (``detops reproduce``)."""
+
+TOLERANCES: dict[str, float] = {"map": 0.3, "params": 0.0, "gflops": 0.02, "latency": 0.10}
+"""How far a measured figure may be from the published one before the report flags it: mAP in points
+(COCO val2017 only), params by any amount, GFLOPs and T4 latency as fractions (80-class models;
+latency only when measured on a T4, the published figures' hardware)."""
+FLAG = "Δ"
+TOLERANCE_NOTE = (
+    "differs from the published figure beyond the tolerance: mAP by more than 0.3 points (measured on "
+    "COCO val2017 only), params by any amount and GFLOPs by more than 2 % (80-class models), T4 "
+    "TensorRT latency by more than 10 % (measured on a T4)."
+)
 
 
 @dataclass(frozen=True)
 class Row:
     """One model of the report. Measured figures are ``None`` when not measured; published ones
-    ``None`` when the authors give none. mAP is in percent (COCO convention), latencies in ms.
+    ``None`` when the authors give none. mAP is in percent (COCO convention), latencies in ms;
+    ``num_classes`` is the measured model's class count (params and GFLOPs compare with the
+    published 80-class figures only at 80).
 
     Attributes:
         model: variant name.
@@ -54,6 +71,10 @@ class Row:
     gflops: float | None = None
     gflops_pub: float | None = None
     latency_env: dict[str, dict[str, Any]] = field(default_factory=dict)
+    params_exact_pub: int | None = None
+    num_classes: int | None = None
+    map_on_coco: bool = False
+    """Whether ``map`` was measured on COCO val2017 (only then is it comparable with the paper's)."""
 
 
 def row_from_tags(model: str, tags: dict[str, str] | None, *, source: str, published: Any) -> Row:
@@ -67,6 +88,7 @@ def row_from_tags(model: str, tags: dict[str, str] | None, *, source: str, publi
     measured_map = T.get_float(tags, T.map_tag("ort"))
     params = T.get_float(tags, T.PARAMS)
     size = T.get_float(tags, T.IMG_SIZE)
+    classes = T.get_float(tags, "detops.num_classes")
     pub_t4 = None
     if published is not None:
         pub_t4 = published.t4_ms_table if published.t4_ms_table is not None else published.t4_ms_upstream
@@ -86,6 +108,9 @@ def row_from_tags(model: str, tags: dict[str, str] | None, *, source: str, publi
         gflops=T.get_float(tags, T.GFLOPS),
         gflops_pub=published.gflops if published is not None else None,
         latency_env=env,
+        params_exact_pub=published.params_exact if published is not None else None,
+        num_classes=int(classes) if classes is not None else None,
+        map_on_coco=tags.get(T.EVAL_DATA) == COCO_VAL2017,
     )
 
 
@@ -93,6 +118,7 @@ def report_rows(*, client: Any = None) -> list[Row]:
     """Rows for every published variant and every other registered detops model, table order first."""
     import models
     from detops.registry.client import CHAMPION, RegistryClient, model_name
+    from detops.registry.latency_only import latest_entry_tags
 
     client = client or RegistryClient()
     registered = set(client.model_names())
@@ -110,6 +136,9 @@ def report_rows(*, client: Any = None) -> list[Row]:
                 version, label = client.latest_version(name), "latest, no champion"
             if version is not None:
                 tags, source = client.get_version(name, version).tags, f"v{version} {label}"
+        if tags is None:
+            tags = latest_entry_tags(variant, client=client)
+            source = "untrained, latency only" if tags else ""
         published = models.get_variant(variant).published if variant in models.VARIANT_TABLE else None
         rows.append(row_from_tags(variant, tags, source=source, published=published))
     return rows
@@ -136,6 +165,7 @@ HEADERS: tuple[str, ...] = (
     "size",
     "mAP 50-95",
     "CPU ONNX ms",
+    "CPU OpenVINO ms",
     "T4 TensorRT ms",
     "params M",
     "GFLOPs",
@@ -149,8 +179,6 @@ def _notes(rows: Sequence[Row]) -> tuple[dict[tuple[str, str], int], list[str]]:
     seen: dict[str, int] = {}
     for row in rows:
         for backend, env in sorted(row.latency_env.items()):
-            if backend not in ("ort", "tensorrt"):  # the table's latency columns
-                continue
             text = _env_text(backend, env)
             if text not in seen:
                 texts.append(text)
@@ -183,6 +211,38 @@ def _env_text(backend: str, env: dict[str, Any]) -> str:
     return ", ".join(parts) + "; median model time"
 
 
+def _on_t4(row: Row) -> bool:
+    gpu = str(row.latency_env.get("tensorrt", {}).get("gpu_name") or "")
+    return "T4" in gpu.upper()
+
+
+def delta_flags(row: Row) -> dict[str, str]:
+    """The measured figures of ``row`` that differ from the published ones beyond ``TOLERANCES``:
+    ``{"map" | "params" | "gflops" | "t4_trt_ms": how far}``. Only comparable figures are judged: mAP
+    measured on COCO val2017, params and GFLOPs of an 80-class model, latency measured on a T4."""
+    flags: dict[str, str] = {}
+    on_coco = row.map_on_coco and row.map is not None and row.map_pub is not None
+    if on_coco and abs(row.map - row.map_pub) > TOLERANCES["map"] + 1e-9:  # type: ignore[operator]
+        flags["map"] = f"{row.map - row.map_pub:+.1f} points"  # type: ignore[operator]
+    if row.num_classes == 80 and row.params_m is not None and row.params_exact_pub is not None:
+        diff = round(row.params_m * 1e6) - row.params_exact_pub
+        if abs(diff) > TOLERANCES["params"]:
+            flags["params"] = f"{diff:+d} parameters"
+    if row.num_classes == 80 and row.gflops is not None and row.gflops_pub:
+        rel = row.gflops / row.gflops_pub - 1.0
+        if abs(rel) > TOLERANCES["gflops"]:
+            flags["gflops"] = f"{100 * rel:+.1f} %"
+    if row.t4_trt_ms is not None and row.t4_trt_ms_pub and _on_t4(row):
+        rel = row.t4_trt_ms / row.t4_trt_ms_pub - 1.0
+        if abs(rel) > TOLERANCES["latency"]:
+            flags["t4_trt_ms"] = f"{100 * rel:+.1f} %"
+    return flags
+
+
+def _flagged(cell: str, flag: str | None) -> str:
+    return f"{cell} {FLAG}" if flag and cell else cell
+
+
 def table_cells(rows: Sequence[Row]) -> tuple[list[list[str]], list[str]]:
     """The table as strings (one list per row, in ``HEADERS`` order) and the environment notes."""
     index, notes = _notes(rows)
@@ -193,15 +253,20 @@ def table_cells(rows: Sequence[Row]) -> tuple[list[list[str]], list[str]]:
             note = index.get((row.model, backend))
             return f"{value:.2f} [{note}]" if value is not None and note else _num(value, ".2f")
 
+        flags = delta_flags(row)
         cells.append(
             [
                 row.model + (f" ({row.source})" if row.source else ""),
                 _pair(row.size, row.size_pub, "d"),
-                _pair(row.map, row.map_pub, ".1f"),
+                _flagged(_pair(row.map, row.map_pub, ".1f"), flags.get("map")),
                 lat(row.cpu_onnx_ms, "ort"),
-                _pair_text(lat(row.t4_trt_ms, "tensorrt"), _num(row.t4_trt_ms_pub, ".2f")),
-                _pair(row.params_m, row.params_m_pub, ".2f"),
-                _pair(row.gflops, row.gflops_pub, ".1f"),
+                lat(row.cpu_openvino_ms, "openvino"),
+                _flagged(
+                    _pair_text(lat(row.t4_trt_ms, "tensorrt"), _num(row.t4_trt_ms_pub, ".2f")),
+                    flags.get("t4_trt_ms"),
+                ),
+                _flagged(_pair(row.params_m, row.params_m_pub, ".2f"), flags.get("params")),
+                _flagged(_pair(row.gflops, row.gflops_pub, ".1f"), flags.get("gflops")),
             ]
         )
     return cells, notes
@@ -223,6 +288,7 @@ def markdown_table(rows: Sequence[Row]) -> str:
         "Measured figures come from the registry (mAP 50:95 of the ONNX artifact on the run's val split, "
         "in %); (pub. X) are the authors' COCO val2017 figures at 640 px; blank = not measured yet."
     )
+    lines.append(f"{FLAG} {TOLERANCE_NOTE}")
     lines += [f"[{i}] {text}" for i, text in enumerate(notes, start=1)]
     return "\n".join(lines) + "\n"
 
@@ -240,7 +306,8 @@ def html_report(rows: Sequence[Row], *, chart: str | None = "pareto.png") -> str
         "td,th{border:1px solid #999;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style>"
         f"</head><body><h1>Detector comparison</h1><table><thead><tr>{head}</tr></thead><tbody>{body}"
         f"</tbody></table><p>(pub. X): the authors' COCO val2017 figures at 640 px; blank: not measured; "
-        f"measured mAP is on the run's own val split.</p><ol>{note_html}</ol>{img}</body></html>\n"
+        f"measured mAP is on the run's own val split.</p><p>{html.escape(FLAG + ' ' + TOLERANCE_NOTE)}</p>"
+        f"<ol>{note_html}</ol>{img}</body></html>\n"
     )
 
 

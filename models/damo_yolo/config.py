@@ -151,9 +151,25 @@ _TINY = DamoYoloConfig(
 )
 
 VARIANTS: dict[str, Variant] = {
-    "damo_yolo_t": _row("damo_yolo_t", _T, Published(42.0, 8.5, 18.1, 8_479_631, 2.78, 2.32)),
-    "damo_yolo_s": _row("damo_yolo_s", _S, Published(46.0, 16.3, 37.8, 16_251_631, 3.83, 3.45)),
-    "damo_yolo_m": _row("damo_yolo_m", _M, Published(49.2, 28.2, 61.8, 28_178_175, 5.62, 5.09)),
-    "damo_yolo_l": _row("damo_yolo_l", _L, Published(50.8, 42.1, 97.3, 42_058_111, 7.95, 7.18)),
+    "damo_yolo_t": _row(
+        "damo_yolo_t",
+        _T,
+        Published(42.0, 8.5, 18.1, 8_479_631, 2.78, 2.32, release_file="damoyolo_tinynasL20_T_420.pth"),
+    ),
+    "damo_yolo_s": _row(
+        "damo_yolo_s",
+        _S,
+        Published(46.0, 16.3, 37.8, 16_251_631, 3.83, 3.45, release_file="damoyolo_tinynasL25_S_460.pth"),
+    ),
+    "damo_yolo_m": _row(
+        "damo_yolo_m",
+        _M,
+        Published(49.2, 28.2, 61.8, 28_178_175, 5.62, 5.09, release_file="damoyolo_tinynasL35_M_492.pth"),
+    ),
+    "damo_yolo_l": _row(
+        "damo_yolo_l",
+        _L,
+        Published(50.8, 42.1, 97.3, 42_058_111, 7.95, 7.18, release_file="damoyolo_tinynasL45_L_508.pth"),
+    ),
     "damo_yolo_tiny": _row("damo_yolo_tiny", _TINY, None),
 }

@@ -94,13 +94,23 @@ CONFIGS: dict[str, RTDETRv2Config] = {
 }
 
 _PUBLISHED: dict[str, Published | None] = {
-    "rtdetrv2_s": Published(48.1, 20, 60, 20_184_464, 4.61, 5.03),
-    "rtdetrv2_m": Published(51.9, 36, 100, 36_593_772, 6.90, 7.51),
-    "rtdetrv2_l": Published(53.4, 42, 136, 42_891_372, 9.26, 9.76),
-    "rtdetrv2_x": Published(54.3, 76, 259, 76_556_268, 13.51, 15.03),
-    # M* (R34): 49.9 AP, 31 M, 92 GFLOPs, 161 FPS upstream. It is not in the comparison table, so
-    # Not a row of the comparison table, so it has no t4_ms_table figure.
-    "rtdetrv2_m_r34": Published(49.9, 31, 92, 31_441_668, 6.21, None),
+    "rtdetrv2_s": Published(
+        48.1, 20, 60, 20_184_464, 4.61, 5.03, release_file="rtdetrv2_r18vd_120e_coco_rerun_48.1.pth"
+    ),
+    "rtdetrv2_m": Published(
+        51.9, 36, 100, 36_593_772, 6.90, 7.51, release_file="rtdetrv2_r50vd_m_7x_coco_ema.pth"
+    ),
+    "rtdetrv2_l": Published(
+        53.4, 42, 136, 42_891_372, 9.26, 9.76, release_file="rtdetrv2_r50vd_6x_coco_ema.pth"
+    ),
+    "rtdetrv2_x": Published(
+        54.3, 76, 259, 76_556_268, 13.51, 15.03, release_file="rtdetrv2_r101vd_6x_coco_from_paddle.pth"
+    ),
+    # M* (R34): 49.9 AP, 31 M, 92 GFLOPs, 161 FPS upstream; not a row of the comparison table, so it
+    # has no t4_ms_table figure.
+    "rtdetrv2_m_r34": Published(
+        49.9, 31, 92, 31_441_668, 6.21, None, release_file="rtdetrv2_r34vd_120e_coco_ema.pth"
+    ),
     "rtdetrv2_tiny": None,
 }
 

@@ -10,6 +10,7 @@ pool (the ``train`` flow, two ranks under ``torchrun`` with gloo on this CPU).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -78,6 +79,20 @@ def _api(c: Cluster) -> Any:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     return temporary_settings(updates={PREFECT_API_URL: c.api})
+
+
+@contextlib.contextmanager
+def _s3(c: Cluster) -> Iterator[None]:
+    """This process as a client of the cluster's S3 (to read MLflow artifacts)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION",
+            "MLFLOW_S3_ENDPOINT_URL",
+        ):
+            mp.setenv(key, c.env[key])
+        yield
 
 
 def _logs(c: Cluster) -> str:
@@ -296,10 +311,12 @@ def test_a_pushed_version_is_retrained_on_the_gpu_pool_under_torchrun(cluster: C
             mlflow.get_model_version_by_alias(f"detops-{variant}", "champion").version
             == model_version.version
         )
-    gpu_runs = cluster.base / "gpu-home" / "runs"
-    worlds = {json.loads(p.read_text())["world_size"] for p in gpu_runs.glob("*/summary.json")}
-    assert worlds == {2}, f"not two ranks: {worlds}"
-    # nothing of the training's run directory is on the cpu worker: export fetched the checkpoint
+        with _s3(cluster):
+            summary = json.loads(Path(mlflow.download_artifacts(run.info.run_id, "summary.json")).read_text())
+        assert summary["world_size"] == 2, "not two ranks"
+    # the training's run directory was scratch on the gpu worker; the cpu worker's export fetched
+    # the checkpoint from the artifact store
+    assert not list((cluster.base / "gpu-home" / "scratch").iterdir())
     assert list((cluster.base / "cpu-home" / "runs").glob("mlflow-*/best.pt"))
 
 
@@ -317,11 +334,11 @@ def test_an_unknown_version_stops_before_training(cluster: Cluster, pushed) -> N
     assert run.state.is_failed(), run.state
     assert f"dataset version {unknown}: cannot pull it from the DVC remote s3://{cluster.bucket}/dvc" in (
         run.state.message or ""
-    ) or _failed_with(cluster, run.id, unknown)
+    ) or _logged(cluster, run.id, unknown)
     assert len(_flow_runs(cluster, "train")) == 2, "no training started for the unknown version"
 
 
-def _failed_with(c: Cluster, flow_run_id: Any, text: str) -> bool:
+def _logged(c: Cluster, flow_run_id: Any, text: str) -> bool:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
@@ -361,3 +378,87 @@ def test_a_changed_push_retrains_and_an_unchanged_one_trains_nothing(cluster: Cl
     assert states == ["Cached", "Cached"], states
     for variant in VARIANTS:
         assert len(mlflow.search_model_versions(f"name='detops-{variant}'")) == 2, "no version added"
+
+
+def _rank_process(variant: str, rank: int, epochs: int) -> int | None:
+    """The pid of ``rank`` of the torchrun training of ``variant`` for ``epochs`` epochs on this host."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        wanted = [b"detops.cli", b"train", variant.encode(), b"--epochs", str(epochs).encode()]
+        if all(w in argv for w in wanted) and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+def test_a_killed_rank_fails_the_attempt_and_the_retry_resumes_from_the_store(
+    cluster: Cluster, pushed
+) -> None:
+    """SIGKILL rank 1 once the training has uploaded an epoch: the train flow run's attempt fails
+    naming the rank, its retry resumes from the artifact store (the first attempt's scratch run
+    directory is gone) in the same MLflow run, and the retrain adds one model version."""
+    import os
+    import signal
+
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    variant, epochs = "damo_yolo_tiny", 8
+    mlflow = MlflowClient(tracking_uri=cluster.mlflow)
+    before = len(mlflow.search_model_versions(f"name='detops-{variant}'"))
+    trains_before = {r.id for r in _flow_runs(cluster, "train")}
+    with _api(cluster):
+        retrain = run_deployment(
+            "retrain/retrain-on-new-data",
+            parameters={
+                "dataset_version": pushed["version"]["version"],
+                "variants": [variant],
+                "epochs": epochs,
+            },
+            timeout=0,
+        )
+    experiment = mlflow.get_experiment_by_name(f"detops-{variant}").experiment_id
+    killed = None
+    deadline = time.monotonic() + 900
+    while killed is None and time.monotonic() < deadline:
+        for run in mlflow.search_runs([experiment], filter_string="attributes.status = 'RUNNING'"):
+            if run.data.params.get("epochs") != str(epochs):
+                continue
+            if any(
+                f.path == "checkpoints/last.pt" for f in mlflow.list_artifacts(run.info.run_id, "checkpoints")
+            ):
+                pid = _rank_process(variant, 1, epochs)
+                if pid is not None:
+                    os.kill(pid, signal.SIGKILL)
+                    killed = run.info.run_id
+                    break
+        time.sleep(0.3)
+    assert killed, f"no training of {epochs} epochs with an uploaded checkpoint to kill:\n{_logs(cluster)}"
+
+    with _api(cluster), get_client(sync_client=True) as client:
+        while not (state := client.read_flow_run(retrain.id).state).is_final():
+            assert time.monotonic() < deadline + RUN_TIMEOUT, "retrain did not finish"
+            time.sleep(5)
+        assert state.is_completed(), f"{state.message}\n{_logs(cluster)}"
+        (train,) = [r for r in _flow_runs(cluster, "train") if r.id not in trains_before]
+        states = client.read_flow_run_states(train.id)
+    assert train.state.is_completed() and train.run_count == 2, (train.state, train.run_count)
+    failures = [s.message or "" for s in states if "rank" in (s.message or "")]
+    assert any("rank 1" in m or "SIGKILL" in m or "Signals.SIGKILL" in m for m in failures), [
+        (s.name, s.message) for s in states
+    ]
+    assert _logged(cluster, train.id, "resuming from epoch")
+    # the same MLflow run, finished, every epoch in its history
+    (run,) = mlflow.search_runs([experiment], filter_string=f"tags.`prefect.flow_run_id` = '{train.id}'")
+    assert run.info.run_id == killed and run.info.status == "FINISHED"
+    steps = {m.step for m in mlflow.get_metric_history(killed, "train/loss")}
+    assert steps == set(range(1, epochs + 1)), steps
+    versions = mlflow.search_model_versions(f"name='detops-{variant}'")
+    assert len(versions) == before + 1 and max(versions, key=lambda v: int(v.version)).run_id == killed
+    assert not list((cluster.base / "gpu-home" / "scratch").iterdir())

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import models
 from detops.registry.report import (
     HEADERS,
     chart_series,
+    delta_flags,
     html_report,
     markdown_table,
     pareto_chart,
@@ -61,12 +63,12 @@ def test_table_cells_blanks_and_notes() -> None:
     pub_s = models.get_variant("rtdetrv2_s").published
     assert t[0] == "damo_yolo_t (v2 champion)"
     assert t[1] == "256 (pub. 640)" and t[2] == "18.1 (pub. 42.0)"
-    assert t[3] == "12.50 [1]"  # measured latency points at its environment note
-    assert t[4] == f"(pub. {models.get_variant('damo_yolo_t').published.t4_ms_table:.2f})"
-    assert s[2] == f"(pub. {pub_s.map_50_95:.1f})" and s[3] == ""  # nothing measured: blank
-    assert (
-        len(notes) == 1 and "CPU ONNX Runtime" in notes[0] and "Test CPU" in notes[0] and "256 px" in notes[0]
-    )
+    # each measured latency points at its environment note (one per backend: OpenVINO sorts first)
+    assert (t[3], t[4]) == ("12.50 [2]", "9.00 [1]")
+    assert t[5] == f"(pub. {models.get_variant('damo_yolo_t').published.t4_ms_table:.2f})"
+    assert s[2] == f"(pub. {pub_s.map_50_95:.1f})" and s[3] == s[4] == ""  # nothing measured: blank
+    assert len(notes) == 2 and notes[0].startswith("CPU OpenVINO") and notes[1].startswith("CPU ONNX Runtime")
+    assert all("Test CPU" in n and "256 px" in n for n in notes)
 
 
 def test_markdown_and_html() -> None:
@@ -74,7 +76,10 @@ def test_markdown_and_html() -> None:
     lines = text.splitlines()
     assert lines[0] == "| " + " | ".join(HEADERS) + " |"
     assert lines[2].startswith("| damo_yolo_t (v2 champion) | 256 (pub. 640) |")
-    assert any(line.startswith("[1] CPU ONNX Runtime") for line in lines)
+    assert any(line.startswith("[2] CPU ONNX Runtime") for line in lines)
+    assert any(
+        line.startswith("Δ differs from the published figure") and "0.3 points" in line for line in lines
+    )
     page = html_report(_rows())
     assert page.count("<tr>") == 3 and "pareto.png" in page and "18.1 (pub. 42.0)" in page
 
@@ -87,3 +92,51 @@ def test_chart_series_and_png(tmp_path: Path) -> None:
     assert {m for m, _, _ in series["published"]} == {"damo_yolo_t", "rtdetrv2_s"}
     out = pareto_chart(_rows(), tmp_path / "p.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def _row(**tags: str) -> Any:
+    return row_from_tags(
+        "rtdetrv2_s", tags, source="v1", published=models.get_variant("rtdetrv2_s").published
+    )
+
+
+def test_delta_flags_judge_only_comparable_figures_beyond_their_tolerance() -> None:
+    pub = models.get_variant("rtdetrv2_s").published
+    t4 = json.dumps({"gpu_name": "Tesla T4", "batch": 1})
+    exact = {
+        "detops.num_classes": "80",
+        "detops.params": str(pub.params_exact),
+        "detops.gflops": repr(pub.gflops),
+    }
+    assert delta_flags(_row(**exact)) == {}
+    # mAP: on COCO val2017 only, beyond 0.3 points (0.3 itself passes)
+    near = {**exact, "detops.eval_data": "coco_val2017", "detops.map.ort": repr((pub.map_50_95 - 0.3) / 100)}
+    assert "map" not in delta_flags(_row(**near))
+    far = {**near, "detops.map.ort": repr((pub.map_50_95 - 0.4) / 100)}
+    assert delta_flags(_row(**far))["map"] == "-0.4 points"
+    assert "map" not in delta_flags(_row(**{**far, "detops.eval_data": "synthetic"}))
+    # params: any amount, at 80 classes only
+    assert (
+        delta_flags(_row(**{**exact, "detops.params": str(pub.params_exact + 1)}))["params"]
+        == "+1 parameters"
+    )
+    assert "params" not in delta_flags(
+        _row(**{**exact, "detops.params": str(pub.params_exact - 9000), "detops.num_classes": "3"})
+    )
+    # GFLOPs: beyond 2 %
+    assert "gflops" not in delta_flags(_row(**{**exact, "detops.gflops": repr(pub.gflops * 1.019)}))
+    assert delta_flags(_row(**{**exact, "detops.gflops": repr(pub.gflops * 0.97)}))["gflops"] == "-3.0 %"
+    # T4 latency: beyond 10 %, and only when measured on a T4
+    slow = {
+        **exact,
+        "detops.latency_ms.tensorrt": repr(pub.t4_ms_table * 1.12),
+        "detops.latency_env.tensorrt": t4,
+    }
+    assert delta_flags(_row(**slow))["t4_trt_ms"] == "+12.0 %"
+    assert "t4_trt_ms" not in delta_flags(
+        _row(**{**slow, "detops.latency_ms.tensorrt": repr(pub.t4_ms_table * 1.09)})
+    )
+    h100 = {**slow, "detops.latency_env.tensorrt": json.dumps({"gpu_name": "NVIDIA H100"})}
+    assert "t4_trt_ms" not in delta_flags(_row(**h100))
+    cells, _ = table_cells([_row(**far), _row(**exact)])
+    assert cells[0][2].endswith(" Δ") and not cells[1][2].endswith("Δ")

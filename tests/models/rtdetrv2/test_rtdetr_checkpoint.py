@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
 from models import rtdetrv2
-
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "checkpoints"
-
-
-def _official_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors with exactly the official names, shapes and dtypes (small, well-conditioned)."""
-    spec = json.loads((FIXTURES / f"{name}.json").read_text())["tensors"]
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, meta in spec.items():
-        shape, dtype = meta["shape"], getattr(torch, meta["dtype"])
-        if dtype == torch.bool:
-            state[key] = torch.rand(shape, generator=gen) > 0.05
-        elif dtype == torch.int64:
-            state[key] = torch.randint(0, 1000, shape, generator=gen)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=gen) + 0.5
-        elif key.endswith(("norm.weight", "norm1.weight", "norm2.weight", "norm3.weight")):
-            state[key] = torch.rand(shape, generator=gen) * 0.5 + 0.75
-        else:
-            state[key] = torch.randn(shape, generator=gen) * 0.02
-    return state
+from tests.officials import official_state_dict
 
 
 @pytest.mark.parametrize(
@@ -46,7 +22,7 @@ def _official_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
     ],
 )
 def test_convert_official_layout_strict_load(name: str, layout: str) -> None:
-    state = _official_state(name)
+    state = official_state_dict(name)
     checkpoint = {
         "ema": {"ema": {"module": state, "updates": torch.tensor(5)}, "model": {}},
         "model": {"model": state, "optimizer": {"state": {}}},
@@ -67,7 +43,7 @@ def test_convert_official_layout_strict_load(name: str, layout: str) -> None:
 
 
 def test_ema_is_preferred_over_model() -> None:
-    ema, raw = _official_state("rtdetrv2_s", seed=1), _official_state("rtdetrv2_s", seed=2)
+    ema, raw = official_state_dict("rtdetrv2_s", seed=1), official_state_dict("rtdetrv2_s", seed=2)
     out = rtdetrv2.convert_official_checkpoint(
         rtdetrv2.VARIANTS["rtdetrv2_s"], {"ema": {"module": ema}, "model": raw}, num_classes=80
     )
@@ -76,7 +52,7 @@ def test_ema_is_preferred_over_model() -> None:
 
 def test_round_trip_gives_same_outputs_as_reference_load() -> None:
     variant = rtdetrv2.VARIANTS["rtdetrv2_s"]
-    state = _official_state("rtdetrv2_s")
+    state = official_state_dict("rtdetrv2_s")
     reference = rtdetrv2.build_model(variant, num_classes=80)
     reference.load_state_dict(state, strict=True)
     imported = rtdetrv2.build_model(variant, num_classes=80)
@@ -91,14 +67,14 @@ def test_round_trip_gives_same_outputs_as_reference_load() -> None:
 
 
 def test_wrong_shape_names_the_key() -> None:
-    state = _official_state("rtdetrv2_s")
+    state = official_state_dict("rtdetrv2_s")
     state["encoder.lateral_convs.1.conv.weight"] = torch.zeros(256, 128, 1, 1)
     with pytest.raises(ValueError, match=r"shape mismatch: encoder\.lateral_convs\.1\.conv\.weight"):
         rtdetrv2.convert_official_checkpoint(rtdetrv2.VARIANTS["rtdetrv2_s"], state, num_classes=80)
 
 
 def test_missing_and_unexpected_keys_are_listed() -> None:
-    state = _official_state("rtdetrv2_s")
+    state = official_state_dict("rtdetrv2_s")
     del state["decoder.dec_bbox_head.2.layers.1.bias"]
     state["decoder.extra.weight"] = torch.zeros(3)
     with pytest.raises(ValueError) as err:
@@ -110,7 +86,7 @@ def test_missing_and_unexpected_keys_are_listed() -> None:
 def test_wrong_variant_is_refused() -> None:
     with pytest.raises(ValueError, match="missing"):
         rtdetrv2.convert_official_checkpoint(
-            rtdetrv2.VARIANTS["rtdetrv2_l"], _official_state("rtdetrv2_s"), num_classes=80
+            rtdetrv2.VARIANTS["rtdetrv2_l"], official_state_dict("rtdetrv2_s"), num_classes=80
         )
 
 
@@ -123,7 +99,7 @@ def test_not_a_checkpoint_is_refused() -> None:
 
 def test_fine_tuning_reinitialises_only_class_heads() -> None:
     variant = rtdetrv2.VARIANTS["rtdetrv2_s"]
-    state = _official_state("rtdetrv2_s")
+    state = official_state_dict("rtdetrv2_s")
     torch.manual_seed(0)
     out = rtdetrv2.convert_official_checkpoint(variant, state, num_classes=3)
     model = rtdetrv2.build_model(variant, num_classes=3)
@@ -146,7 +122,7 @@ def test_fine_tuning_reinitialises_only_class_heads() -> None:
 
 def test_missing_derivable_buffers_are_filled() -> None:
     """Files without the cached anchors / num_points_scale / BN counters still import."""
-    state = _official_state("rtdetrv2_s")
+    state = official_state_dict("rtdetrv2_s")
     dropped = [k for k in state if k.endswith(("num_points_scale", "num_batches_tracked"))]
     dropped += ["decoder.anchors", "decoder.valid_mask"]
     for k in dropped:

@@ -1,0 +1,181 @@
+"""Latency-only entries: the columns of the comparison table that need no training.
+
+``benchmark_untrained(variants)`` builds each variant untrained (80 classes, seeded initialisation),
+exports it to ONNX at the asked input size (batch 1, with the export's ONNX Runtime parity check),
+counts its params and GFLOPs (640x640, the form its family publishes) and profiles the ONNX file on
+every asked backend this machine has, with one harness in one run. It trains nothing and registers
+nothing: each variant's figures go to one MLflow run in experiment ``detops-benchmark``, tagged
+``detops.latency_only=true`` and ``detops.source=untrained``, which the report shows (labelled
+"untrained, latency only") in the rows that have no registered version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detops.errors import DetopsError
+from detops.registry import tags as T
+
+LATENCY_EXPERIMENT = "detops-benchmark"
+LATENCY_ONLY = "detops.latency_only"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LatencyEntry:
+    """One variant's latency-only figures: median model ms per backend, and why a backend is missing."""
+
+    variant: str
+    img_size: int
+    params: int
+    gflops: float
+    latency_ms: dict[str, float]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    run_id: str | None = None
+
+
+def model_size(model: Any, variant: str) -> dict[str, float]:
+    """Params and GFLOPs (640x640) of ``model``, counted the way ``variant``'s family publishes them."""
+    import models
+
+    family = models.family_module(variant)
+    return {
+        "params": float(family.count_params(model)),
+        "gflops": round(float(family.count_gflops(model, image_size=640)), 3),
+    }
+
+
+def resolve_variants(names: Sequence[str]) -> list[str]:
+    """``["all"]`` -> every variant of the comparison table (those with published figures), in table
+    order; otherwise the names, each checked (``DetopsError`` naming a bad one and the valid ones)."""
+    import models
+
+    table = [v for v in models.VARIANTS if models.get_variant(v).published is not None]
+    table = [v for v in table if models.get_variant(v).published.t4_ms_table is not None]  # type: ignore[union-attr]
+    if list(names) == ["all"]:
+        return table
+    for name in names:
+        if name not in models.VARIANT_TABLE:
+            raise DetopsError(f"--variants: unknown variant {name!r}; valid: all, {', '.join(table)}")
+    return list(names)
+
+
+def benchmark_untrained(
+    variants: Sequence[str],
+    *,
+    img_size: int = 640,
+    backends: Sequence[str] = ("ort", "openvino", "tensorrt"),
+    seconds: float = 1.5,
+    settings: Any = None,
+    client: Any = None,
+    on_entry: Callable[[LatencyEntry], None] | None = None,
+) -> list[LatencyEntry]:
+    """Latency-only figures of ``variants`` (see the module docstring) on ``backends`` at
+    ``img_size``; each recorded in MLflow as it is done (``on_entry`` is called then)."""
+    import models
+    from detops.deploy.exporting import export_artifact
+    from detops.deploy.profile import profile_runner
+    from detops.deploy.runners.base import load_runner
+    from detops.deploy.tensorrt.build import build_engine, tensorrt_status
+    from detops.registry.client import RegistryClient
+    from detops.settings import get_settings
+
+    settings = settings or get_settings()
+    client = client or RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
+    unknown = [b for b in backends if b not in ("ort", "openvino", "tensorrt")]
+    if unknown:
+        raise DetopsError(f"--backends: unknown backend {unknown[0]!r}; valid: ort, openvino, tensorrt")
+    for name in variants:
+        try:
+            models.check_input_size(models.get_variant(name), img_size)
+        except ValueError as exc:
+            raise DetopsError(f"--img-size {img_size}: {name}: {exc}") from None
+    trt = tensorrt_status() if "tensorrt" in backends else {"available": False, "detail": "not asked"}
+    entries = []
+    for variant in variants:
+        work = Path(settings.home) / "benchmark" / f"{variant}-{img_size}"
+        log.info("%-12s exporting the untrained model at %d px", variant, img_size)
+        export, _ = export_artifact(variant, out=work / "model.onnx", image_size=img_size, batch=1)
+        sizes = model_size(models.build_model(variant, num_classes=80).eval(), variant)
+        profiles: dict[str, dict[str, Any]] = {}
+        for backend in [b for b in backends if b != "tensorrt"]:
+            profiles[backend] = profile_runner(
+                load_runner(export.path, backend=backend),
+                artifact=str(export.path),
+                batch=1,
+                warmup=3,
+                seconds=seconds,
+            )
+            log.info("%-12s %s: median %.2f ms", variant, backend, profiles[backend]["model"]["median_ms"])
+        unavailable = {}
+        if "tensorrt" in backends:
+            if trt["available"]:
+                engine = build_engine(export.path, precision="fp16").engine
+                profiles["tensorrt"] = profile_runner(
+                    load_runner(engine, backend="tensorrt"),
+                    artifact=str(engine),
+                    batch=1,
+                    warmup=3,
+                    seconds=seconds,
+                )
+            else:
+                unavailable["tensorrt"] = str(trt["detail"])
+        entry = LatencyEntry(
+            variant=variant,
+            img_size=img_size,
+            params=int(sizes["params"]),
+            gflops=sizes["gflops"],
+            latency_ms={b: float(p["model"]["median_ms"]) for b, p in profiles.items()},
+            unavailable=unavailable,
+        )
+        entry = _record(entry, profiles, client=client, work=work)
+        entries.append(entry)
+        if on_entry is not None:
+            on_entry(entry)
+    return entries
+
+
+def _record(
+    entry: LatencyEntry, profiles: dict[str, dict[str, Any]], *, client: Any, work: Path
+) -> LatencyEntry:
+    """One finished MLflow run holding ``entry`` as tags and the profiles as JSON artifacts."""
+    from dataclasses import replace
+
+    from detops.fileio import write_json
+    from detops.registry.register import env_summary
+
+    tags = {
+        T.VARIANT: entry.variant,
+        LATENCY_ONLY: "true",
+        T.SOURCE: "untrained",
+        T.IMG_SIZE: str(entry.img_size),
+        "detops.num_classes": "80",
+        T.PARAMS: str(entry.params),
+        T.GFLOPS: T.fmt_float(entry.gflops),
+    }
+    for backend, prof in profiles.items():
+        tags[T.latency_tag(backend)] = T.fmt_float(float(prof["model"]["median_ms"]))
+        tags[T.latency_env_tag(backend)] = json.dumps(env_summary(prof), sort_keys=True)[:4900]
+    for backend, why in entry.unavailable.items():
+        tags[f"detops.unavailable.{backend}"] = why[:4900]
+    run_id = client.create_run(
+        experiment=LATENCY_EXPERIMENT,
+        run_name=f"latency only {entry.variant} {entry.img_size}px",
+        tags=tags,
+    )
+    for backend, prof in profiles.items():
+        write_json(work / "profiles" / f"{backend}.json", prof)
+    if profiles:
+        client.log_run_artifacts(run_id, work / "profiles", artifact_path="profiles")
+    client.set_run_terminated(run_id)
+    return replace(entry, run_id=run_id)
+
+
+def latest_entry_tags(variant: str, *, client: Any) -> dict[str, str] | None:
+    """Tags of ``variant``'s newest latency-only entry (None when it has none)."""
+    return client.newest_run_tags(LATENCY_EXPERIMENT, {T.VARIANT: variant, LATENCY_ONLY: "true"})
