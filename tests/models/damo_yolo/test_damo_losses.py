@@ -41,12 +41,15 @@ def test_dfl_minimised_by_the_two_bin_distribution() -> None:
 
 
 def test_qfl_zero_at_perfect_quality_and_penalises_errors() -> None:
-    scores = torch.tensor([[0.0, 0.8, 0.0], [0.0, 0.0, 0.0]])
+    # Scores 0 and 0.8 as logits (-1e4 and logit(0.8)).
+    logits = torch.tensor([[-1e4, math.log(4.0), -1e4], [-1e4, -1e4, -1e4]])
     labels = torch.tensor([1, -1])
     quality = torch.tensor([0.8, 0.0])
-    perfect = quality_focal_loss(scores, labels, quality)
+    perfect = quality_focal_loss(logits, labels, quality)
     assert perfect.abs().max() < 1e-6
-    wrong = quality_focal_loss(torch.tensor([[0.5, 0.3, 0.0], [0.0, 0.0, 0.6]]), labels, quality)
+    wrong = quality_focal_loss(
+        torch.logit(torch.tensor([[0.5, 0.3, 1e-9], [1e-9, 1e-9, 0.6]])), labels, quality
+    )
     assert torch.all(wrong > 0.1)
     # Negative term: p^2 * BCE(p, 0) for p = 0.6.
     assert abs(float(wrong[1]) - 0.36 * -math.log(0.4)) < 1e-5
