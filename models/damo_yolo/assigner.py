@@ -26,6 +26,7 @@ def candidate_masks(
          in_both [A, G] bool: inside that GT's box and its centre square). Insides are strict.
     """
     x, y = points[:, 0:1], points[:, 1:2]
+    # x > x1 is exactly upstream's x - x1 > 0: a float difference is 0 only for equal operands.
     in_box = (
         (x > gt_boxes[None, :, 0])
         & (y > gt_boxes[None, :, 1])
@@ -35,14 +36,20 @@ def candidate_masks(
     cx = (gt_boxes[:, 0] + gt_boxes[:, 2]) * 0.5
     cy = (gt_boxes[:, 1] + gt_boxes[:, 3]) * 0.5
     radius = center_radius * strides[:, None]
-    in_center = ((x - cx[None, :]).abs() < radius) & ((y - cy[None, :]).abs() < radius)
+    # Upstream's form: the square's edges cx - r and cx + r are rounded, then compared with the
+    # point. |x - cx| < r rounds x - cx instead and disagrees within a float step of an edge.
+    left, right = cx[None, :] - radius, cx[None, :] + radius
+    top, bottom = cy[None, :] - radius, cy[None, :] + radius
+    in_center = (x - left > 0) & (right - x > 0) & (y - top > 0) & (bottom - y > 0)
     candidate = (in_box | in_center).any(dim=1)
     return candidate, in_box & in_center
 
 
-def alignment_class_cost(scores: Tensor, ious: Tensor, gt_labels: Tensor, *, eps: float = 1e-7) -> Tensor:
+def alignment_class_cost(scores: Tensor, ious: Tensor, gt_labels: Tensor) -> Tensor:
     """AlignOTA classification cost sum_c BCE(p_c, t_c) * |t_c - p_c|^2 with soft target t = onehot * IoU.
 
+    BCE is upstream's ``F.binary_cross_entropy``: log p and log(1 - p) floored at -100, the score
+    itself not clamped, so a saturated score (exactly 0 or 1) costs 100 per wrong class.
     Computed without the [N, G, C] tensor: every class but the GT's has target 0, so the sum is the
     all-negative sum per anchor, minus the GT class's negative term, plus its positive term.
 
@@ -51,11 +58,12 @@ def alignment_class_cost(scores: Tensor, ious: Tensor, gt_labels: Tensor, *, eps
     Returns:
         [N, G] cost.
     """
-    p = scores.clamp(eps, 1 - eps)
-    negative = -(1 - p).log() * scores.pow(2)  # [N, C]: BCE(p, 0) * p^2
-    p_gt = p[:, gt_labels]  # [N, G]
-    raw_gt = scores[:, gt_labels]
-    positive = -(ious * p_gt.log() + (1 - ious) * (1 - p_gt).log()) * (ious - raw_gt).pow(2)
+    log_p = scores.log().clamp(min=-100)
+    # log1p(-p), as torch's BCE takes it: exact for small p, where 1 - p would round to 1.
+    log_not_p = torch.log1p(-scores).clamp(min=-100)
+    negative = -log_not_p * scores.pow(2)  # [N, C]: BCE(p, 0) * p^2
+    p_gt = scores[:, gt_labels]  # [N, G]
+    positive = -(ious * log_p[:, gt_labels] + (1 - ious) * log_not_p[:, gt_labels]) * (ious - p_gt).pow(2)
     return negative.sum(dim=1, keepdim=True) - negative[:, gt_labels] + positive
 
 
@@ -108,7 +116,8 @@ def align_ota_assign(
 
     cost = cls_weight * sum_c BCE(p, onehot * IoU) * |onehot * IoU - p|^2
          + iou_weight * (-log(IoU + eps)) + 1e8 * [not (in box and in centre)],
-    over candidate anchors (inside a GT box or its centre square), then dynamic-k matching.
+    over candidate anchors (inside a GT box or its centre square), then dynamic-k matching. BCE's logs
+    are floored at -100 as upstream's ``F.binary_cross_entropy``; ``eps`` enters the IoU cost only.
 
     Args:
         pred_scores: [A, C] sigmoid scores (detached by the caller).
@@ -131,7 +140,7 @@ def align_ota_assign(
     ious, _ = box_iou(pred_boxes[cand_idx], gt_boxes)
     iou_cost = -torch.log(ious + eps)
 
-    cls_cost = alignment_class_cost(pred_scores[cand_idx].float(), ious, gt_labels, eps=eps)
+    cls_cost = alignment_class_cost(pred_scores[cand_idx].float(), ious, gt_labels)
 
     cost = (
         cls_weight * cls_cost

@@ -13,12 +13,13 @@ from models.distributed import shared_normaliser
 class DamoYoloCriterion(nn.Module):
     """``criterion(outputs, targets, *, image_size)`` -> ``{"loss", "loss_qfl", "loss_giou", "loss_dfl"}``.
 
-    ``outputs`` is the model's raw dict; ``targets`` one dict per image with ``boxes`` [N, 4] xyxy
-    input pixels and ``labels`` int64 [N] (N may be 0). Normalisation follows upstream: QFL by the
-    number of positives, GIoU and DFL by the sum of the positives' detached max class scores (DFL
-    also by 4 sides), each normaliser shared by the ranks of a DDP run (the global sum, clamped to
-    >= 1, over the world size: ``models.distributed.shared_normaliser``), so the ranks' averaged
-    gradients equal one process's over the global batch.
+    ``outputs`` is the model's raw dict (the loss reads ``cls_logits``, not the sigmoid ``scores``);
+    ``targets`` one dict per image with ``boxes`` [N, 4] xyxy input pixels and ``labels`` int64 [N]
+    (N may be 0). Normalisation follows upstream: QFL by the number of positives, GIoU and DFL by
+    the sum of the positives' detached max class scores (DFL also by 4 sides), each normaliser
+    shared by the ranks of a DDP run (the global sum, clamped to >= 1, over the world size:
+    ``models.distributed.shared_normaliser``), so the ranks' averaged gradients equal one process's
+    over the global batch.
     """
 
     def __init__(
@@ -49,7 +50,10 @@ class DamoYoloCriterion(nn.Module):
         self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]], *, image_size: tuple[int, int]
     ) -> dict[str, Tensor]:
         del image_size  # boxes are already in input pixels; kept for the family-wide signature
-        scores = outputs["scores"].float()
+        # The sigmoid is taken here in float32: the head's own ``scores`` may come from a float16
+        # forward and be exactly 1.0 (see quality_focal_loss).
+        logits = outputs["cls_logits"].float()
+        scores = logits.detach().sigmoid()
         boxes = outputs["boxes"].float()
         reg_logits = outputs["reg_logits"].float()
         points, strides = outputs["anchor_points"].float(), outputs["strides"].float()
@@ -83,11 +87,12 @@ class DamoYoloCriterion(nn.Module):
 
         labels, quality = labels.reshape(-1), quality.reshape(-1)
         flat_scores = scores.reshape(-1, num_classes)
+        flat_logits = logits.reshape(-1, num_classes)
         pos_idx = (labels >= 0).nonzero().squeeze(1)
         # Both normalisers are reduced on every rank, positives or not: the all-reduce is a collective.
         num_pos = shared_normaliser(float(pos_idx.numel()), device=scores.device)
-        loss_qfl = quality_focal_loss(flat_scores, labels, quality).sum() / num_pos
-        weights = flat_scores.detach()[pos_idx].max(dim=1).values if pos_idx.numel() else scores.new_zeros(0)
+        loss_qfl = quality_focal_loss(flat_logits, labels, quality).sum() / num_pos
+        weights = flat_scores[pos_idx].max(dim=1).values if pos_idx.numel() else scores.new_zeros(0)
         norm = shared_normaliser(weights.sum(), device=scores.device)
 
         if pos_idx.numel() > 0:

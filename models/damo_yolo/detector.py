@@ -10,8 +10,9 @@ from models.damo_yolo.layers import RepConv
 
 class DamoYolo(nn.Module):
     """``forward(images [B, 3, H, W] RGB 0-255, targets=None)`` -> the head's raw dict (same in train
-    and eval): ``scores`` [B, A, C], ``boxes`` [B, A, 4] xyxy input pixels, ``reg_logits``
-    [B, A, 4, reg_max+1], ``anchor_points`` [A, 2], ``strides`` [A]. H and W must be multiples of 32.
+    and eval): ``cls_logits`` [B, A, C], ``scores`` [B, A, C] (their sigmoid), ``boxes`` [B, A, 4]
+    xyxy input pixels, ``reg_logits`` [B, A, 4, reg_max+1], ``anchor_points`` [A, 2], ``strides``
+    [A]. H and W must be multiples of 32.
     """
 
     def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module):

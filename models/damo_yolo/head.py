@@ -72,9 +72,10 @@ class ZeroHead(nn.Module):
     """GFL head without conv towers.
 
     ``forward`` takes the neck maps [B, C_i, H_i, W_i] and returns a dict:
-    ``scores`` [B, A, num_classes] (sigmoid), ``reg_logits`` [B, A, 4, reg_max+1] (scaled, before
-    softmax; sides left, top, right, bottom), ``boxes`` [B, A, 4] xyxy input pixels,
-    ``anchor_points`` [A, 2], ``strides`` [A].
+    ``cls_logits`` [B, A, num_classes] (before the sigmoid; what the loss takes), ``scores``
+    [B, A, num_classes] (their sigmoid; what post-processing and export take), ``reg_logits``
+    [B, A, 4, reg_max+1] (scaled, before softmax; sides left, top, right, bottom), ``boxes``
+    [B, A, 4] xyxy input pixels, ``anchor_points`` [A, 2], ``strides`` [A].
     """
 
     def __init__(
@@ -108,13 +109,18 @@ class ZeroHead(nn.Module):
         nn.init.constant_(cast(Tensor, conv.bias), -math.log((1 - 0.01) / 0.01))
 
     def forward(self, features: list[Tensor]) -> dict[str, Tensor]:
-        scores, reg_logits, sizes = [], [], []
+        cls_logits, scores, reg_logits, sizes = [], [], [], []
         for x, cls_conv, reg_conv, scale in zip(
             features, self.gfl_cls, self.gfl_reg, self.scales, strict=True
         ):
             b, _, h, w = x.shape
             sizes.append((h, w))
-            scores.append(cls_conv(x).sigmoid().flatten(2).transpose(1, 2))
+            cls = cls_conv(x)
+            cls_logits.append(cls.flatten(2).transpose(1, 2))
+            # Under autocast this sigmoid is float16 / bfloat16 and reaches exactly 1.0 from a logit
+            # of ~8.3 / ~6.2: fine for ranking detections, not for a loss, hence the logits too.
+            # Taken per level before the reshape, so the exported graph (scores only) is unchanged.
+            scores.append(cls.sigmoid().flatten(2).transpose(1, 2))
             reg = scale(reg_conv(x)).reshape(b, 4, self.reg_max + 1, h * w)
             reg_logits.append(reg.permute(0, 3, 1, 2))
         scores_t = torch.cat(scores, dim=1)
@@ -123,6 +129,7 @@ class ZeroHead(nn.Module):
         distances = self.integral(reg_t) * strides[:, None]
         boxes = distance_to_box(points, distances)
         return {
+            "cls_logits": torch.cat(cls_logits, dim=1),
             "scores": scores_t,
             "boxes": boxes,
             "reg_logits": reg_t,

@@ -3,36 +3,43 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from models.box_ops import elementwise_generalized_box_iou
 
 
-def quality_focal_loss(scores: Tensor, labels: Tensor, quality: Tensor, *, beta: float = 2.0) -> Tensor:
-    """Quality focal loss on sigmoid scores.
+def quality_focal_loss(logits: Tensor, labels: Tensor, quality: Tensor, *, beta: float = 2.0) -> Tensor:
+    """Quality focal loss on class logits (the sigmoid is applied here).
 
     Negatives (every class of every anchor, except the positive class) are pushed to 0 with weight
-    p^beta; the positive class is pushed to its quality target q with weight |q - p|^beta.
+    p^beta; the positive class is pushed to its quality target q with weight |q - p|^beta, where
+    p = sigmoid(logits). The value is upstream's (``F.binary_cross_entropy`` on sigmoid scores, so
+    each log is floored at -100).
 
     Args:
-        scores: [N, C] probabilities (already sigmoided).
+        logits: [N, C] class logits (before the sigmoid).
         labels: int64 [N]; a class in 0..C-1 marks a positive, anything else (e.g. -1) background.
         quality: [N] target quality (IoU) of positives.
     Returns:
         [N] loss summed over classes.
     """
-    num_classes = scores.shape[1]
-    eps = 1e-12
-    p = scores.clamp(eps, 1 - eps)
-    # BCE against 0 is -log(1 - p); float logs clamped like F.binary_cross_entropy's -100 floor.
-    loss = -(1 - p).log().clamp(min=-100) * scores.pow(beta)
+    num_classes = logits.shape[1]
+    p = logits.sigmoid()
+    # log p and log(1 - p) as log-sigmoids of the logits. Taken from p instead, 1 - p rounds to 0
+    # once the logit passes ~16.6 (float32), ~8.3 (float16) or ~6.2 (bfloat16): the value drops to
+    # the floor too early and the backward is 0 * inf = NaN. The -100 floor is BCE's; here it only
+    # bites beyond |logit| = 100, as it would in exact arithmetic.
+    log_p = F.logsigmoid(logits).clamp(min=-100)
+    log_not_p = F.logsigmoid(-logits).clamp(min=-100)
+    loss = -log_not_p * p.pow(beta)
     pos = (labels >= 0) & (labels < num_classes)
     if pos.any():
         idx = pos.nonzero().squeeze(1)
         cls = labels[idx]
-        ps, q = p[idx, cls], quality[idx].to(p.dtype)
-        bce = -(q * ps.log().clamp(min=-100) + (1 - q) * (1 - ps).log().clamp(min=-100))
-        pos_loss = bce * (q - scores[idx, cls]).abs().pow(beta)
+        q = quality[idx].to(logits.dtype)
+        bce = -(q * log_p[idx, cls] + (1 - q) * log_not_p[idx, cls])
+        pos_loss = bce * (q - p[idx, cls]).abs().pow(beta)
         loss = loss.index_put((idx, cls), pos_loss)
     return loss.sum(dim=1)
 

@@ -70,7 +70,9 @@ class RTDETRCriterion(nn.Module):
         # As upstream: all-reduce num_boxes and divide by the world size (clamp: see models.distributed).
         local_boxes = float(sum(int(t["labels"].numel()) for t in norm_targets))
         num_boxes = shared_normaliser(local_boxes, device=device)
-        totals = {k: outputs["pred_logits"].sum() * 0.0 for k in self.weights}
+        # A zero on the graph: zero each logit before summing, as a float16 sum of the logits of an
+        # autocast forward overflows to inf (inf * 0 = NaN) once they total more than 65504.
+        totals = {k: (outputs["pred_logits"].float() * 0.0).sum() for k in self.weights}
 
         matched_sets = [outputs, *outputs.get("aux_outputs", []), *outputs.get("enc_outputs", [])]
         for out in matched_sets:

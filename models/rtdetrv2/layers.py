@@ -58,7 +58,11 @@ class MLP(nn.Module):
 
 
 def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """Logit of ``x`` clipped to [0, 1]; ``eps`` keeps 0 and 1 finite (same shape in and out)."""
+    """Logit of ``x`` clipped to [0, 1]; ``eps`` keeps 0 and 1 finite (same shape and dtype out)."""
+    if x.dtype == torch.float16:
+        # In float16 x / eps = 1e5 overflows to inf once a box coordinate saturates at 0 or 1, and
+        # the division's backward is then 0 * inf = NaN (eps^2 underflows): compute in float32.
+        return inverse_sigmoid(x.float(), eps).to(x.dtype)
     x = x.clamp(min=0.0, max=1.0)
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
 

@@ -2,7 +2,7 @@
 
 References are Python-float loops over anchors/queries and classes:
 - QFL (GFL paper): positive class -|y - s|^beta ((1-y) log(1-s) + y log s), other classes
-  -s^beta log(1-s); summed over classes.
+  -s^beta log(1-s); summed over classes; s = sigmoid(x) of the logit x the loss takes.
 - DFL (GFL paper): -((y_r - y) log S_l + (y - y_l) log S_r), S = softmax over bins, y_l = floor(y).
 - VFL (VarifocalNet / RT-DETR): BCE(sigmoid(x), t) weighted by t on the matched class and by
   alpha p^gamma elsewhere (t = IoU of the matched pair, 0 elsewhere); RT-DETR sums it and divides by
@@ -68,7 +68,7 @@ def test_qfl_equals_formula_on_random_inputs(beta: float) -> None:
     quality = torch.rand(12, generator=gen, dtype=torch.float64)
     quality[3] = 0.0  # a positive with zero quality
     quality[8] = 1.0
-    loss = quality_focal_loss(scores, labels, quality, beta=beta)
+    loss = quality_focal_loss(torch.logit(scores), labels, quality, beta=beta)
     expected = ref_qfl(scores.tolist(), [int(v) for v in labels], quality.tolist(), beta)
     assert loss.tolist() == pytest.approx(expected, rel=1e-9)
 
@@ -76,27 +76,27 @@ def test_qfl_equals_formula_on_random_inputs(beta: float) -> None:
 def test_qfl_hand_worked_numbers() -> None:
     # Positive: s = 0.5, y = 0.8 -> 0.3^2 * ln 2 = 0.09 ln 2; negative class s = 0.2 -> 0.04 * -ln 0.8.
     scores = torch.tensor([[0.5, 0.2]])
-    loss = quality_focal_loss(scores, torch.tensor([0]), torch.tensor([0.8]))
+    loss = quality_focal_loss(torch.logit(scores), torch.tensor([0]), torch.tensor([0.8]))
     assert float(loss) == pytest.approx(0.09 * math.log(2) + 0.04 * -math.log(0.8), rel=1e-5)
     # Without the modulating factor the positive term would be ln 2 = 0.69, not 0.062.
-    positive_only = quality_focal_loss(torch.tensor([[0.5]]), torch.tensor([0]), torch.tensor([0.8]))
+    positive_only = quality_focal_loss(torch.tensor([[0.0]]), torch.tensor([0]), torch.tensor([0.8]))
     assert float(positive_only) == pytest.approx(0.09 * math.log(2), rel=1e-5)
 
 
 def test_qfl_edge_cases() -> None:
-    # No positives at all; saturated scores stay finite (logs floored as BCE does).
-    scores = torch.tensor([[0.0, 1.0], [0.3, 0.7]])
-    loss = quality_focal_loss(scores, torch.tensor([-1, -1]), torch.zeros(2))
+    # No positives at all; saturated logits stay finite (logs floored at -100 as BCE does).
+    logits = torch.cat((torch.tensor([[-1e4, 1e4]]), torch.logit(torch.tensor([[0.3, 0.7]]))))
+    loss = quality_focal_loss(logits, torch.tensor([-1, -1]), torch.zeros(2))
     assert torch.isfinite(loss).all()
     assert float(loss[1]) == pytest.approx(0.09 * -math.log(0.7) + 0.49 * -math.log(0.3), rel=1e-5)
-    assert float(loss[0]) == pytest.approx(100.0, rel=1e-3)  # s = 1 negative: 1 * 100 (log floor)
+    assert float(loss[0]) == pytest.approx(100.0, rel=1e-6)  # x = 1e4 negative: 1 * 100 (log floor)
     assert quality_focal_loss(torch.zeros(0, 3), torch.zeros(0, dtype=torch.int64), torch.zeros(0)).shape == (
         0,
     )
     # Gradient flows through the modulating factor and the BCE alike (finite everywhere).
-    s = torch.tensor([[0.4, 0.1]], requires_grad=True)
-    quality_focal_loss(s, torch.tensor([1]), torch.tensor([0.6])).sum().backward()
-    assert s.grad is not None and torch.isfinite(s.grad).all()
+    x = torch.logit(torch.tensor([[0.4, 0.1]])).requires_grad_()
+    quality_focal_loss(x, torch.tensor([1]), torch.tensor([0.6])).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 # ------------------------------------------------------------------------------------------ DFL
@@ -261,18 +261,18 @@ def test_rtdetr_l1_giou_and_matched_iou_equal_loops() -> None:
     assert matched_ious(empty, empty).shape == (0,)
 
 
-def test_qfl_saturated_scores_and_mixed_dtypes() -> None:
-    # float32: 1 - 1e-12 rounds to 1, so a score of exactly 1 reaches log(0) and takes BCE's -100
-    # floor; a score of exactly 0 is lifted to 1e-12 before the log (ln 1e-12 = -27.63).
-    scores = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    loss = quality_focal_loss(scores, torch.tensor([0, 0]), torch.tensor([0.5, 0.5]))
+def test_qfl_saturated_logits_and_mixed_dtypes() -> None:
+    # Logits of +-1e4: upstream's sigmoid scores are exactly 1 and 0 there, and BCE floors both logs
+    # at -100 (log 0 = -inf), the sigmoid of -1e4 included.
+    logits = torch.tensor([[1e4, -1e4], [-1e4, 1e4]])
+    loss = quality_focal_loss(logits, torch.tensor([0, 0]), torch.tensor([0.5, 0.5]))
     # Row 0: positive s = 1, y = 0.5: (0.5 * 0 + 0.5 * 100) * 0.5^2 = 12.5; negative s = 0: 0.
-    assert float(loss[0]) == pytest.approx(12.5, rel=1e-5)
-    # Row 1: positive s = 0, y = 0.5: 0.5 * 27.631 * 0.25; negative s = 1: 1 * 100.
-    assert float(loss[1]) == pytest.approx(0.5 * -math.log(1e-12) * 0.25 + 100.0, rel=1e-4)
-    # Quality in another dtype is cast to the scores' dtype.
+    assert float(loss[0]) == pytest.approx(12.5, rel=1e-6)
+    # Row 1: positive s = 0, y = 0.5: (0.5 * 100 + 0.5 * 0) * 0.25; negative s = 1: 1 * 100.
+    assert float(loss[1]) == pytest.approx(12.5 + 100.0, rel=1e-6)
+    # Quality in another dtype is cast to the logits' dtype.
     mixed = quality_focal_loss(
-        torch.tensor([[0.5, 0.2]]), torch.tensor([0]), torch.tensor([0.8], dtype=torch.float64)
+        torch.logit(torch.tensor([[0.5, 0.2]])), torch.tensor([0]), torch.tensor([0.8], dtype=torch.float64)
     )
     assert mixed.dtype == torch.float32
     assert float(mixed) == pytest.approx(0.09 * math.log(2) + 0.04 * -math.log(0.8), rel=1e-5)
@@ -289,10 +289,14 @@ def test_damo_giou_loss_default_guard_on_tiny_boxes() -> None:
     assert float(giou_loss(tiny, tiny)) == pytest.approx(0.5, rel=1e-6)
 
 
-def test_qfl_saturated_scores_in_float64() -> None:
-    # float64 keeps 1 - 1e-12 < 1, so the upper clamp holds there: s = 1 gives log(1e-12) terms.
-    ln = -math.log(1e-12)
-    scores = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
-    loss = quality_focal_loss(scores, torch.tensor([0]), torch.tensor([0.5], dtype=torch.float64))
-    # Positive s = 1, y = 0.5: (0.5 * ~0 + 0.5 * ln) * 0.25; negative s = 1: ln * 1.
-    assert float(loss[0]) == pytest.approx(0.5 * ln * 0.25 + ln, rel=1e-6)
+def test_qfl_logits_beyond_float32_saturation_in_float64() -> None:
+    # x = 30: float32 rounds sigmoid(30) to 1 (upstream's float32 BCE then reads -100), the loss
+    # keeps the exact log(1 - p) = -30.000...; float64 agrees.
+    for dtype in (torch.float32, torch.float64):
+        logits = torch.tensor([[30.0, 30.0]], dtype=dtype)
+        loss = quality_focal_loss(logits, torch.tensor([0]), torch.tensor([0.5], dtype=dtype))
+        p = 1 / (1 + math.exp(-30.0))
+        # Positive: (0.5 * -log p + 0.5 * 30) * (0.5 - p)^2; negative: softplus(30) * p^2.
+        softplus = 30.0 + math.log1p(math.exp(-30.0))
+        expected = (0.5 * -math.log(p) + 0.5 * softplus) * (0.5 - p) ** 2 + softplus * p**2
+        assert float(loss[0]) == pytest.approx(expected, rel=1e-6), dtype

@@ -1,7 +1,9 @@
 """AlignOTA against a loop reference written from DAMO-YOLO's published rule.
 
 Reference (per image): candidates are anchors strictly inside some GT box or some GT centre square
-(radius 2.5 strides); cost(a, g) = sum_c BCE(p_c, t_c) * |t_c - p_c|^2 (t = onehot(label) * IoU)
+(radius 2.5 strides), the square tested in upstream's form, (x - (cx - r)) > 0 and ((cx + r) - x) > 0
+in float32; cost(a, g) = sum_c BCE(p_c, t_c) * |t_c - p_c|^2 (t = onehot(label) * IoU, BCE with
+upstream's ``F.binary_cross_entropy`` semantics: logs floored at -100, scores not clamped)
 + 3 * -log(IoU + 1e-7) + 1e8 * [not (in box g and in centre g)]; GT g takes k_g = max(1, int(sum of
 its top-10 IoUs)) anchors chosen as upstream does, ``torch.topk(cost[:, g], k_g, largest=False)``;
 an anchor claimed twice goes to its cheapest GT over all GTs (first on a tie). Everything except the
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -32,7 +35,19 @@ def _iou(a: list[float], b: list[float]) -> float:
 
 
 def _bce(p: float, t: float) -> float:
-    return -(t * math.log(p) + (1 - t) * math.log(1 - p))
+    """``F.binary_cross_entropy(p, t)``: each log floored at -100 (log 0 = -inf -> -100); log(1 - p)
+    taken as log1p(-p), as torch takes it."""
+    log_p = max(math.log(p), -100.0) if p > 0 else -100.0
+    log_not_p = max(math.log1p(-p), -100.0) if p < 1 else -100.0
+    return -(t * log_p + (1 - t) * log_not_p)
+
+
+def _in_centre_square(x: float, y: float, box: list[float], r: float) -> bool:
+    """Upstream's centre test in float32: the square's edges are rounded, then compared with the point."""
+    f = np.float32
+    cx, cy = (f(box[0]) + f(box[2])) / f(2.0), (f(box[1]) + f(box[3])) / f(2.0)
+    left, right, top, bottom = cx - f(r), cx + f(r), cy - f(r), cy + f(r)
+    return bool(f(x) - left > 0 and right - f(x) > 0 and f(y) - top > 0 and bottom - f(y) > 0)
 
 
 def reference_align_ota(
@@ -70,8 +85,7 @@ def reference_align_ota(
         for g in range(num_gt):
             x1, y1, x2, y2 = gts[g]
             in_box = x1 < x < x2 and y1 < y < y2
-            cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, radius * st_[a]
-            in_centre = abs(x - cx) < r and abs(y - cy) < r
+            in_centre = _in_centre_square(x, y, gts[g], radius * st_[a])
             in_both[a, g] = in_box and in_centre
             any_inside = any_inside or in_box or in_centre
         if any_inside:
@@ -86,8 +100,7 @@ def reference_align_ota(
             cls = 0.0
             for c, s in enumerate(sc[a]):
                 t = ious[row][g] if c == lab[g] else 0.0
-                # Logs see the score clamped to [eps, 1 - eps]; the focal weight the raw score.
-                cls += _bce(min(max(s, eps), 1 - eps), t) * abs(t - s) ** 2
+                cls += _bce(s, t) * abs(t - s) ** 2
             costs.append(cls_weight * cls + iou_weight * -math.log(ious[row][g] + eps))
         base.append(costs)
     # float32 like the detector, and the 1e8 added in float32 afterwards: the rounding that makes
@@ -226,25 +239,56 @@ def test_candidate_masks_strict_borders_equal_loop() -> None:
     assert 0 < int(in_both.sum()) < int(candidate.sum()) < points.shape[0]
 
 
-def test_class_cost_with_saturated_scores_equals_loop() -> None:
-    # Scores of exactly 0 and 1: logs take p clamped to [1e-7, 1 - 1e-7]; the focal weights use the
-    # raw scores. Written per (anchor, GT, class).
+# Saturated float32 scores: exactly 0 and 1, one float step inside (2^-24 and 1 - 2^-24) and a
+# near-saturated pair, on GT and non-GT classes; IoUs 0, 1 and in between.
+SATURATED = [
+    [0.0, 1.0, 0.3, 1.0],
+    [1.0, 0.0, 0.6, 1.0],
+    [1.0 - 2.0**-24, 2.0**-24, 1.0, 0.0],
+    [0.9999, 1e-4, 0.0, 1.0],
+]
+
+
+def test_class_cost_with_saturated_scores_equals_upstream_bce_loop() -> None:
+    # Upstream's BCE floors each log at -100 where the old clamp to [1e-7, 1 - 1e-7] gave ~16:
+    # a score of 1 on a wrong class costs 100, not 16. Written per (anchor, GT, class).
     from models.damo_yolo.assigner import alignment_class_cost
 
-    scores = torch.tensor([[0.0, 1.0, 0.3], [1.0, 0.0, 0.6]], dtype=torch.float64)
-    ious = torch.tensor([[0.0, 0.7], [1.0, 0.4]], dtype=torch.float64)
-    labels = torch.tensor([1, 0])
+    scores = torch.tensor(SATURATED, dtype=torch.float32)
+    ious = torch.tensor([[0.0, 0.7, 1.0], [1.0, 0.4, 0.0], [0.5, 1.0, 0.25], [0.9, 0.0, 0.6]])
+    labels = torch.tensor([1, 0, 3])
     cost = alignment_class_cost(scores, ious, labels)
-    for n in range(2):
-        for g in range(2):
+    expected = []
+    for n in range(scores.shape[0]):
+        row = []
+        for g in range(labels.shape[0]):
             total = 0.0
-            for c in range(3):
+            for c in range(scores.shape[1]):
                 s = float(scores[n, c])
-                p = min(max(s, 1e-7), 1 - 1e-7)
                 t = float(ious[n, g]) if c == int(labels[g]) else 0.0
-                total += -(t * math.log(p) + (1 - t) * math.log(1 - p)) * (t - s) ** 2
-            assert float(cost[n, g]) == pytest.approx(total, rel=1e-9), (n, g)
+                total += _bce(s, t) * (t - s) ** 2
+            row.append(total)
+        expected.append(row)
     assert torch.isfinite(cost).all()
+    # float32 sums of terms up to 100: a few ulps of 300.
+    torch.testing.assert_close(cost, torch.tensor(expected), rtol=1e-6, atol=1e-4)
+    # Anchor 0, GT 0 (class 1, IoU 0 so target 0): score 1 on classes 1 and 3 costs 100 each.
+    assert float(cost[0, 0]) == pytest.approx(100 + 100 + 0.09 * -math.log(0.7), rel=1e-6)
+
+
+def test_saturated_class_costs_change_the_positive_as_upstream() -> None:
+    # Two anchors inside one GT with equal IoU (0.9, so k = 1). Anchor 0 scores exactly 1 on two
+    # wrong classes: upstream's floor charges 2 * 100, the old clamp 2 * 15.9. Anchor 1 scores
+    # 1 - 1e-6 on five wrong classes: 5 * 13.8 = 69 either way. Upstream picks anchor 1; the
+    # clamp picked anchor 0.
+    points, strides = torch.tensor([[16.0, 16.0], [24.0, 16.0]]), torch.tensor([8.0, 8.0])
+    gt = torch.tensor([[0.0, 0.0, 40.0, 32.0]])
+    pred = torch.tensor([[0.0, 0.0, 36.0, 32.0], [4.0, 0.0, 40.0, 32.0]])  # IoU 0.9 each
+    near = 1 - 1e-6
+    scores = torch.tensor([[0.5, 1.0, 1.0, 0.0, 0.0, 0.0], [0.5, near, near, near, near, near]])
+    assigned, _ = align_ota_assign(scores, pred, points, strides, gt, torch.tensor([0]))
+    expected, _ = reference_align_ota(scores, pred, points, strides, gt, torch.tensor([0]))
+    assert assigned.tolist() == expected == [-1, 0]
 
 
 def test_dynamic_k_defaults_to_the_top_ten_ious() -> None:
@@ -279,7 +323,6 @@ def test_single_anchor_and_single_candidate() -> None:
 
 def test_every_parameter_is_passed_through() -> None:
     scores, pred, points, strides, gt, labels = _case(3, 3)
-    scores[::7, 0] = 0.02  # below the large eps below, so its clamp matters
     params = {"center_radius": 1.5, "candidate_topk": 3, "cls_weight": 2.5, "iou_weight": 0.5, "eps": 0.04}
     assigned, iou = align_ota_assign(scores, pred, points, strides, gt, labels, **params)
     expected, expected_iou = reference_align_ota(
@@ -301,25 +344,37 @@ def test_every_parameter_is_passed_through() -> None:
     assert default.tolist() != expected  # the parameters change the assignment here
 
 
-def test_radius_and_eps_reach_the_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_radius_reaches_the_centre_prior(monkeypatch: pytest.MonkeyPatch) -> None:
     import models.damo_yolo.assigner as assigner
 
     seen: dict[str, float] = {}
-    masks, class_cost = assigner.candidate_masks, assigner.alignment_class_cost
+    masks = assigner.candidate_masks
 
     def spy_masks(points, strides, gt_boxes, *, center_radius=-1.0):  # type: ignore[no-untyped-def]
         seen["center_radius"] = center_radius
         return masks(points, strides, gt_boxes, center_radius=center_radius)
 
-    def spy_cost(scores, ious, gt_labels, *, eps=-1.0):  # type: ignore[no-untyped-def]
-        seen["eps"] = eps
-        return class_cost(scores, ious, gt_labels, eps=eps)
-
     monkeypatch.setattr(assigner, "candidate_masks", spy_masks)
-    monkeypatch.setattr(assigner, "alignment_class_cost", spy_cost)
     scores, pred, points, strides, gt, labels = _case(1, 2)
     assigner.align_ota_assign(scores, pred, points, strides, gt, labels, center_radius=1.75, eps=0.01)
-    assert seen == {"center_radius": 1.75, "eps": 0.01}
+    assert seen == {"center_radius": 1.75}
+
+
+def test_eps_enters_the_iou_cost_only() -> None:
+    # Two anchors inside one GT, k = 1. Anchor 0's box misses the GT (IoU 0, so class target 0) and
+    # it scores 0.01; anchor 1's box overlaps a little (IoU 0.04) and it scores 0.9, far from its
+    # target 0.04. eps = 1e-7: the IoU cost 3 * -log(eps) = 48 of anchor 0 dominates, anchor 1
+    # wins. eps = 1: both IoU costs are ~0, the class cost picks anchor 0.
+    points, strides = torch.tensor([[16.0, 16.0], [24.0, 16.0]]), torch.tensor([8.0, 8.0])
+    gt = torch.tensor([[0.0, 0.0, 40.0, 32.0]])
+    pred = torch.tensor([[100.0, 100.0, 110.0, 110.0], [38.0, 0.0, 50.0, 32.0]])
+    scores = torch.tensor([[0.01, 0.1], [0.9, 0.1]])
+    labels = torch.tensor([0])
+    for eps, winner in ((1e-7, 1), (1.0, 0)):
+        assigned, _ = align_ota_assign(scores, pred, points, strides, gt, labels, eps=eps)
+        expected, _ = reference_align_ota(scores, pred, points, strides, gt, labels, eps=eps)
+        assert assigned.tolist() == expected, eps
+        assert expected.index(0) == winner, eps
 
 
 def test_two_conflicted_anchors_resolve_row_by_row() -> None:
@@ -329,3 +384,63 @@ def test_two_conflicted_anchors_resolve_row_by_row() -> None:
     matched, gt = dynamic_k_matching(cost, ious)
     assert matched.tolist() == [True, True, False]
     assert gt[:2].tolist() == [0, 1]
+
+
+def _upstream_masks(
+    points: torch.Tensor, strides: torch.Tensor, gt: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
+    """Upstream's in-box and centre-square tests, as differences > 0 in float32: [A, G] each."""
+    x, y, s = points[:, 0:1], points[:, 1:2], strides[:, None]
+    in_box = torch.stack((x - gt[:, 0], y - gt[:, 1], gt[:, 2] - x, gt[:, 3] - y)).min(0).values > 0
+    cx, cy = (gt[:, 0] + gt[:, 2]) / 2.0, (gt[:, 1] + gt[:, 3]) / 2.0
+    deltas = (x - (cx - 2.5 * s), y - (cy - 2.5 * s), (cx + 2.5 * s) - x, (cy + 2.5 * s) - y)
+    in_centre = torch.stack(deltas).min(0).values > 0
+    return in_box, in_centre
+
+
+def _edge_case(seed: int, num_gt: int = 100) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """GT boxes with non-integer float32 centres; for each, 12 points on the centre square's four
+    edges (upstream's rounded cx -/+ r, cy -/+ r) and one float step either side (torch.nextafter),
+    the other coordinate at the centre. Half the boxes are wider than the square (the edge points
+    lie in the box: ``in_both`` sees the square test), half narrower (only ``candidate`` does)."""
+    gen = torch.Generator().manual_seed(seed)
+    strides = torch.tensor([8.0, 16.0, 32.0])[torch.randint(3, (num_gt,), generator=gen)]
+    centre = torch.rand(num_gt, 2, generator=gen) * 600 + 20
+    half = 2.5 * strides[:, None] * torch.where(torch.arange(num_gt)[:, None] % 2 == 0, 1.5, 0.5)
+    half = half * (1 + torch.rand(num_gt, 2, generator=gen) * 0.1)
+    gt = torch.cat((centre - half, centre + half), dim=1)
+    cx, cy = (gt[:, 0] + gt[:, 2]) / 2.0, (gt[:, 1] + gt[:, 3]) / 2.0
+    r = 2.5 * strides
+    points, point_strides = [], []
+    for g in range(num_gt):
+        for edge, is_x in (
+            (cx[g] - r[g], True),
+            (cx[g] + r[g], True),
+            (cy[g] - r[g], False),
+            (cy[g] + r[g], False),
+        ):
+            for v in (torch.nextafter(edge, edge - 1), edge, torch.nextafter(edge, edge + 1)):
+                points.append(torch.stack((v, cy[g]) if is_x else (cx[g], v)))
+                point_strides.append(strides[g])
+    return torch.stack(points), torch.stack(point_strides), gt
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_centre_square_edges_to_one_float_step_equal_upstream_form(seed: int) -> None:
+    from models.damo_yolo.assigner import candidate_masks
+
+    points, strides, gt = _edge_case(seed)
+    candidate, in_both = candidate_masks(points, strides, gt)
+    in_box, in_centre = _upstream_masks(points, strides, gt)
+    assert torch.equal(in_both, in_box & in_centre)
+    assert torch.equal(candidate, (in_box | in_centre).any(dim=1))
+    # The case discriminates: on the edge itself the point is outside, one step inward inside, and
+    # the |x - cx| < r form disagrees with upstream's on some of these points.
+    own = torch.arange(points.shape[0]) // 12
+    on_own = in_centre[torch.arange(points.shape[0]), own].reshape(-1, 4, 3)
+    assert on_own[:, :, 1].sum() == 0
+    assert (on_own[:, :, 0].int() + on_own[:, :, 2].int() == 1).all()
+    x, y, s = points[:, 0:1], points[:, 1:2], 2.5 * strides[:, None]
+    cx, cy = (gt[:, 0] + gt[:, 2]) / 2.0, (gt[:, 1] + gt[:, 3]) / 2.0
+    abs_form = ((x - cx).abs() < s) & ((y - cy).abs() < s)
+    assert int((abs_form != in_centre).sum()) > 0

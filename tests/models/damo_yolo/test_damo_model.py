@@ -59,6 +59,7 @@ def test_forward_shapes_same_in_train_and_eval(name: str) -> None:
         shapes[train] = {k: tuple(v.shape) for k, v in out.items()}
     assert shapes[True] == shapes[False]
     assert shapes[True] == {
+        "cls_logits": (2, anchors, 7),
         "scores": (2, anchors, 7),
         "boxes": (2, anchors, 4),
         "reg_logits": (2, anchors, 4, 17),
@@ -66,6 +67,7 @@ def test_forward_shapes_same_in_train_and_eval(name: str) -> None:
         "strides": (anchors,),
     }
     assert float(out["scores"].min()) >= 0.0 and float(out["scores"].max()) <= 1.0
+    torch.testing.assert_close(out["scores"], out["cls_logits"].sigmoid(), rtol=0, atol=0)
     # First anchor of the stride-32 level sits at the origin and the last one at (W-32, H-32).
     assert out["anchor_points"][-1].tolist() == [SIZE - 32.0, SIZE - 32.0]
 
