@@ -3,7 +3,8 @@
 A command line the parser refuses (an unknown command or option, a missing argument, a value of the
 wrong type) gets Typer's own usage message and exit 2, printed by Typer as in any Typer program.
 ``main()`` turns a ``DetopsError`` into a one-line ``error: ...`` on stderr and its exit code, so bad
-input never ends in a traceback; any other exception, a bug, becomes one ``error: unexpected ...`` line
+input never ends in a traceback; so does an ``OSError`` about a path (an output directory that cannot
+be created, a file where a directory is needed: ``error: PATH: reason``, exit 2); any other exception, a bug, becomes one ``error: unexpected ...`` line
 (exit 1) with a hint to rerun with ``detops --debug ...`` (or ``DETOPS_DEBUG=1``), which shows the
 traceback.
 """
@@ -95,16 +96,31 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         return 130
-    except Exception as exc:
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug or the network
+            return _unexpected(exc)
+        # a path the command was given (or derived from one) that cannot be read or written
         if _debug["on"]:
             traceback.print_exc()
-        message = _one_line(exc)
-        print(
-            f"error: unexpected {type(exc).__name__}{': ' + message if message else ''} ({_DEBUG_HINT})",
-            file=sys.stderr,
-        )
-        return 1
+        # mkdir(parents=True, exist_ok=True) raises FileExistsError only for a file in the way
+        why = "exists and is not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        print(f"error: {exc.filename}: {why or _one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        return _unexpected(exc)
     return 0
+
+
+def _unexpected(exc: BaseException) -> int:
+    """A bug: one line with the exception's type and message and how to see the traceback; exit 1."""
+    if _debug["on"]:
+        traceback.print_exc()
+    message = _one_line(exc)
+    print(
+        f"error: unexpected {type(exc).__name__}{': ' + message if message else ''} ({_DEBUG_HINT})",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

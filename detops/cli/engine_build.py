@@ -32,10 +32,14 @@ def build_cmd(
     """Parse, set the batch profile, calibrate (int8), build and write the engine with its JSON stamp."""
     from detops.deploy.tensorrt.build import build_engine, import_tensorrt
     from detops.deploy.tensorrt.calibrator import batched
+    from detops.deploy.tensorrt.stamp import PRECISIONS
 
-    import_tensorrt()  # before any data is read: one line saying how to get it
+    # the command line first (it is wrong on any machine), then TensorRT, before any data is read
     if not onnx_file.is_file():
         raise DetopsError(f"{onnx_file}: no such ONNX file")
+    if precision not in PRECISIONS:
+        raise DetopsError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    import_tensorrt()
     batches = None
     if precision == "int8" and calib_data is not None:
         from detops.deploy.artifact import onnx_input_names, read_onnx_metadata

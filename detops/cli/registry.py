@@ -44,7 +44,7 @@ def register_cmd(
     settings = get_settings()
     with open_registry(settings) as client:
         if weights is not None:
-            check.variant(variant)
+            check.variant(variant, "--variant")
             reg = register_weights(
                 weights,
                 variant=variant,
@@ -74,9 +74,12 @@ def promote_cmd(
     """Move the 'champion' alias to a version only if every gate passes (exit 1 otherwise; 'challenger'
     then points at the newest candidate that is not champion); or, with --rollback, restore the
     previous champion. Both are audited in MLflow."""
+    from detops.logs import setup_logging
     from detops.registry.client import open_registry
     from detops.registry.policy import load_policy
     from detops.registry.promote import promote, rollback
+
+    setup_logging()  # other libraries' INFO lines (MLflow's store set-up) off the console
 
     if rollback_ and (policy is not None or version is not None):
         raise DetopsError("--rollback takes neither --policy nor --version")
@@ -128,9 +131,12 @@ def select_cmd(
 ) -> None:
     """The best-mAP champion within the latency budget on a backend, and the Pareto front of all
     champions (mAP of the deployed artifact against its median latency)."""
+    from detops.logs import setup_logging
     from detops.registry.client import open_registry
     from detops.registry.policy import BACKENDS
     from detops.registry.select import select
+
+    setup_logging()
 
     if backend not in BACKENDS:
         raise DetopsError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -164,12 +170,19 @@ def report_cmd(
 ) -> None:
     """The comparison table (measured beside published) from the registry as Markdown and HTML, a
     Pareto chart PNG, all logged to MLflow; prints the Markdown table."""
+    from detops.logs import setup_logging
     from detops.registry.client import open_registry
     from detops.registry.report import write_report
     from detops.settings import get_settings
 
+    setup_logging()
+
     settings = get_settings()
     out_dir = out or Path(settings.home) / "report"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DetopsError(
+            f"--out {out_dir}: exists and is not a directory (the report writes four files into it)"
+        )
     with open_registry(settings) as client:
         result = write_report(out_dir, client=client, log=not no_log)
     typer.echo(result["markdown"])

@@ -426,19 +426,19 @@ def test_a_killed_rank_fails_the_attempt_and_the_retry_resumes_from_the_store(
     experiment = mlflow.get_experiment_by_name(f"detops-{variant}").experiment_id
     killed = None
     deadline = time.monotonic() + 900
-    while killed is None and time.monotonic() < deadline:
-        for run in mlflow.search_runs([experiment], filter_string="attributes.status = 'RUNNING'"):
-            if run.data.params.get("epochs") != str(epochs):
-                continue
-            if any(
-                f.path == "checkpoints/last.pt" for f in mlflow.list_artifacts(run.info.run_id, "checkpoints")
-            ):
-                pid = _rank_process(variant, 1, epochs)
-                if pid is not None:
-                    os.kill(pid, signal.SIGKILL)
-                    killed = run.info.run_id
-                    break
-        time.sleep(0.3)
+    with _s3(cluster):
+        while killed is None and time.monotonic() < deadline:
+            for run in mlflow.search_runs([experiment], filter_string="attributes.status = 'RUNNING'"):
+                if run.data.params.get("epochs") != str(epochs):
+                    continue
+                stored = mlflow.list_artifacts(run.info.run_id, "checkpoints")
+                if any(f.path == "checkpoints/last.pt" for f in stored):
+                    pid = _rank_process(variant, 1, epochs)
+                    if pid is not None:
+                        os.kill(pid, signal.SIGKILL)
+                        killed = run.info.run_id
+                        break
+            time.sleep(0.3)
     assert killed, f"no training of {epochs} epochs with an uploaded checkpoint to kill:\n{_logs(cluster)}"
 
     with _api(cluster), get_client(sync_client=True) as client:
