@@ -79,19 +79,60 @@ def train_args(
     return args
 
 
+_ROOT_CAUSE = "Root Cause (first observed failure)"
+_FIELD = re.compile(r"^\s*(rank|exitcode|traceback)\s*:\s*(.*)$")
+
+
+def root_cause(lines: Sequence[str]) -> tuple[int, str] | None:
+    """(rank, what ended it) from torchrun's failure summary: the rank of its "Root Cause (first
+    observed failure)" section and that section's traceback line (``Signal 9 (SIGKILL) received by
+    PID 123``), or its exit code when the traceback is torchrun's placeholder; None without one."""
+    try:
+        start = max(i for i, line in enumerate(lines) if _ROOT_CAUSE in line)
+    except ValueError:
+        return None
+    fields: dict[str, str] = {}
+    for line in lines[start + 1 :]:
+        if set(line.strip()) <= set("="):
+            if fields:
+                break
+            continue
+        match = _FIELD.match(split_rank(line)[1])
+        if match:
+            fields.setdefault(match.group(1), match.group(2).strip())
+    rank = re.match(r"\d+", fields.get("rank", ""))
+    if rank is None:
+        return None
+    cause = fields.get("traceback", "")
+    if not cause or cause.startswith("To enable traceback"):
+        cause = f"exit code {fields.get('exitcode', '?').split(' (pid')[0]}"
+    return int(rank.group()), cause
+
+
 def last_error(lines: Sequence[str]) -> str:
-    """The line a failed launch is reported by: the last ``error:`` line (the CLI's one-line errors,
-    from any rank, named ``rank N: ...``), else the last line that is not torchrun's own failure
-    banner, else a fixed text."""
+    """The line a failed launch is reported by. The rank torchrun names as the root cause (the first
+    rank that failed; the others usually fail because it did): its last ``error:`` line (the CLI's
+    one-line errors), else what ended it (a signal, an exit code). Without torchrun's summary: the
+    last ``error:`` line of any rank, named ``rank N: ...``, else the last line that is not
+    torchrun's own failure banner, else a fixed text."""
+    cause = root_cause(lines)
+    if cause is not None:
+        rank, ended = cause
+        own = [
+            text.strip()
+            for r, text in map(split_rank, lines)
+            if r == rank and text.lstrip().startswith("error:")
+        ]
+        return f"rank {rank}: {own[-1] if own else ended}"
     for line in reversed(lines):
-        rank, text = split_rank(line)
+        rank_of, text = split_rank(line)
         if text.lstrip().startswith("error:"):
-            return text.strip() if rank is None else f"rank {rank}: {text.strip()}"
+            return text.strip() if rank_of is None else f"rank {rank_of}: {text.strip()}"
     for line in reversed(lines):
-        rank, text = split_rank(line)
+        rank_of, text = split_rank(line)
         text = text.strip()
         if text and not set(text) <= set("=-*") and "ChildFailedError" not in text:
-            return text if rank is None else f"rank {rank}: {text}"
+            return text if rank_of is None else f"rank {rank_of}: {text}"
     return "no output from any rank"
 
 

@@ -11,6 +11,7 @@ import pytest
 from detops.engine.launch import (
     TORCHRUN,
     last_error,
+    root_cause,
     split_rank,
     torchrun_command,
     train_args,
@@ -179,3 +180,46 @@ def test_the_cli_accepts_what_train_args_builds(tmp_path: Path, synth_root: Path
         4,
         1,
     )
+
+
+# torchrun's summary when rank 1 was SIGKILLed and rank 0 then failed on its broken collective
+# (the format of torch 2.13's ChildFailedError, from a real run)
+KILLED = """\
+[default0]:error: unexpected DistBackendError: Connection closed by peer
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+=======================================================
+detops.cli FAILED
+-------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-06_22:03:24
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 28975)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+-------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-06_22:03:24
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 28976)  (SIGKILL)
+  error_file: <N/A>
+  traceback : Signal 9 (SIGKILL) received by PID 28976
+=======================================================""".splitlines()
+
+
+def test_the_root_cause_rank_is_reported_not_the_rank_that_failed_because_of_it() -> None:
+    assert root_cause(KILLED) == (1, "Signal 9 (SIGKILL) received by PID 28976")
+    assert last_error(KILLED) == "rank 1: Signal 9 (SIGKILL) received by PID 28976"
+    # the root-cause rank's own error line wins over how it ended
+    with_line = ["[default1]:error: disk full", *KILLED]
+    assert last_error(with_line) == "rank 1: error: disk full"
+    # torchrun's placeholder traceback: the exit code instead
+    exited = [
+        line.replace("Signal 9 (SIGKILL) received by PID 28976", "To enable traceback see: x")
+        for line in KILLED
+    ]
+    assert last_error(exited) == "rank 1: exit code -9"
+    assert root_cause(["no summary"]) is None
