@@ -102,3 +102,91 @@ def test_latency_pass_fail_boundary_and_missing() -> None:
 def test_bad_thresholds_raise(call: object) -> None:
     with pytest.raises(ValueError):
         call()  # type: ignore[operator]
+
+
+# Every branch's whole verdict: the registry writes name, value and threshold as tags and the
+# detail into the audit record, so each is part of the result, not decoration.
+VERDICTS = [
+    (
+        gate_data_valid(None),
+        ("data_valid", False, None, 1.0, "no data validation record for this dataset version"),
+    ),
+    (gate_data_valid(True), ("data_valid", True, 1.0, 1.0, "data validation passed")),
+    (gate_data_valid(False), ("data_valid", False, 0.0, 1.0, "data validation failed")),
+    (gate_map(None, 0.3, 0.0), ("map", False, None, None, "candidate artifact mAP not measured (None)")),
+    (gate_map(0.25, None, 0.0), ("map", True, 0.25, None, "no champion yet; candidate mAP 0.2500")),
+    (gate_map(0.25, math.nan, 0.0), ("map", False, 0.25, None, "champion mAP is not a number (nan)")),
+    (
+        gate_map(0.25, 0.3, 0.1),
+        (
+            "map",
+            True,
+            0.25,
+            0.3 - 0.1,
+            "candidate mAP 0.2500 is not below champion 0.3000 - tolerance 0.1000 = 0.2000",
+        ),
+    ),
+    (
+        gate_map(0.25, 0.3, 0.0),
+        (
+            "map",
+            False,
+            0.25,
+            0.3,
+            "candidate mAP 0.2500 is below champion 0.3000 - tolerance 0.0000 = 0.3000",
+        ),
+    ),
+    (
+        gate_accuracy_drop(None, 0.3, 0.01),
+        ("accuracy_drop", False, None, 0.01, "mAP not measured (artifact None, checkpoint 0.3)"),
+    ),
+    (
+        gate_accuracy_drop(0.295, 0.3, 0.01),
+        (
+            "accuracy_drop",
+            True,
+            0.3 - 0.295,
+            0.01,
+            "artifact mAP 0.2950 vs checkpoint 0.3000: drop 0.0050 within 0.0100",
+        ),
+    ),
+    (
+        gate_accuracy_drop(0.25, 0.3, 0.01),
+        (
+            "accuracy_drop",
+            False,
+            0.3 - 0.25,
+            0.01,
+            "artifact mAP 0.2500 vs checkpoint 0.3000: drop 0.0500 exceeds 0.0100",
+        ),
+    ),
+    (gate_latency(None, 20.0), ("latency", False, None, 20.0, "latency not measured (None)")),
+    (gate_latency(12.5, 20.0), ("latency", True, 12.5, 20.0, "latency 12.50 ms within budget 20.00 ms")),
+    (gate_latency(0.4, 0.5), ("latency", True, 0.4, 0.5, "latency 0.40 ms within budget 0.50 ms")),
+    (gate_latency(25.0, 20.0), ("latency", False, 25.0, 20.0, "latency 25.00 ms over budget 20.00 ms")),
+]
+
+
+@pytest.mark.parametrize(("result", "expected"), VERDICTS)
+def test_every_branch_gives_its_whole_verdict(result: GateResult, expected: tuple) -> None:
+    name, passed, value, threshold, detail = expected
+    assert (result.name, result.passed, result.detail) == (name, passed, detail)
+    assert result.value == pytest.approx(value) if value is not None else result.value is None
+    assert result.threshold == pytest.approx(threshold) if threshold is not None else result.threshold is None
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: gate_map(0.2, 0.3, -0.1), "map tolerance must be finite and >= 0, got -0.1"),
+        (
+            lambda: gate_accuracy_drop(0.2, 0.3, math.inf),
+            "max accuracy drop must be finite and >= 0, got inf",
+        ),
+        (lambda: gate_latency(1.0, 0.0), "latency budget must be finite and > 0, got 0.0"),
+    ],
+)
+def test_bad_thresholds_are_refused_with_their_value(call, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        call()
+    assert str(caught.value) == message
