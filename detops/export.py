@@ -156,11 +156,13 @@ def set_onnx_metadata(path: Path, metadata: dict[str, str]) -> None:
 
 def drop_graph_outputs(path: Path, names: list[str]) -> None:
     """Remove the graph outputs ``names`` of the ONNX file at ``path`` (their producers stay where other
-    outputs still need them)."""
+    outputs still need them). Their type and shape move to ``value_info``, so tools that cut the graph
+    there (the TensorRT builder's EfficientNMS surgery) still know them."""
     import onnx
 
     model = onnx.load(str(path))
     kept = [o for o in model.graph.output if o.name not in names]
+    model.graph.value_info.extend(o for o in model.graph.output if o.name in names)
     del model.graph.output[:]
     model.graph.output.extend(kept)
     onnx.save(model, str(path))
