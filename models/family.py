@@ -17,12 +17,28 @@ Tensor conventions shared by both families and by the engine in ``detops``:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from models.variants import Variant
+
+
+@dataclass(frozen=True)
+class End2EndSettings:
+    """What an end-to-end graph bakes in from its family's post-processing.
+
+    Attributes:
+        max_detections: K, the padded length of the per-image detection outputs.
+        score_threshold: per-class score threshold (``None`` where the family has none, e.g. a top-K).
+        iou_threshold: class-wise NMS IoU threshold (``None`` without NMS).
+    """
+
+    max_detections: int
+    score_threshold: float | None = None
+    iou_threshold: float | None = None
 
 
 class ExportWrapper(Protocol):
@@ -67,4 +83,15 @@ class Family(Protocol):
 
     def export_wrapper(self, model: nn.Module) -> ExportWrapper:
         """Wrap a deployed eval-mode model as the module ``torch.onnx.export`` traces."""
+        ...
+
+    def end2end_settings(self, postprocessor: nn.Module) -> End2EndSettings:
+        """K and thresholds of ``postprocessor`` (this family's), as the end-to-end graph uses them."""
+        ...
+
+    def end2end_wrapper(self, model: nn.Module, postprocessor: nn.Module) -> ExportWrapper:
+        """The end-to-end graph: ``images`` -> ``num_dets`` [B], ``boxes`` [B, K, 4] xyxy input pixels,
+        ``scores`` [B, K], ``labels`` [B, K] (padded to K), then the raw outputs named in its
+        ``check_outputs`` (graph output -> key of the model's output dict), which the export compares
+        with the library's post-processing and then drops from the file."""
         ...

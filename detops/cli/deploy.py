@@ -26,6 +26,12 @@ def export_cmd(
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or later)."),
     batch: int = typer.Option(None, "--batch", help="Fixed batch size of the graph."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="Dynamic batch axis (the default)."),
+    end2end: bool = typer.Option(
+        False,
+        "--end2end",
+        help="Post-processing inside the graph (DAMO-YOLO: NonMaxSuppression; RT-DETRv2: top-K): "
+        "outputs num_dets, boxes (input pixels), scores, labels, padded to K (default file *_e2e.onnx).",
+    ),
     run_id: str = typer.Option(
         None, "--run-id", help="MLflow run (id or run directory) to log the result into."
     ),
@@ -55,13 +61,27 @@ def export_cmd(
     from rich.console import Console
 
     with Console(stderr=True).status(f"exporting {source} and checking it with ONNX Runtime"):
-        report, meta = export_artifact(source, out=out, image_size=img_size, opset=opset, batch=batch)
+        report, meta = export_artifact(
+            source, out=out, image_size=img_size, opset=opset, batch=batch, end2end=end2end
+        )
     errors = ", ".join(f"{k} {v:.1e}" for k, v in report.max_rel_error.items())
     shape = f"batch {meta.batch}" if meta.batch is not None else "dynamic batch"
     typer.echo(
         f"wrote {report.path} ({meta.variant}, {meta.input_size} px, {shape}, {meta.num_classes} classes, "
         f"opset {report.opset}); ONNX Runtime vs PyTorch relative error: {errors}"
     )
+    if meta.end2end:
+        d = report.detections
+        thresholds = (
+            f"score > {meta.score_threshold:g}, NMS IoU > {meta.iou_threshold:g}, "
+            if meta.iou_threshold is not None
+            else ""
+        )
+        typer.echo(
+            f"end-to-end: {thresholds}K {meta.max_detections}; vs the library's post-processing of the "
+            f"same raw outputs: max box {d['max_box_px']:.1e} px, max score {d['max_score']:.1e}, "
+            f"{int(d['count_mismatches'])} count mismatches, {int(d['unmatched'])} unmatched"
+        )
     from detops.cli.tracking import log_export
 
     log_export(source, run_id=run_id, path=report.path, opset=report.opset, errors=dict(report.max_rel_error))
@@ -82,12 +102,19 @@ def profile_cmd(
     precision: str = typer.Option(None, "--precision", help="fp16/bf16 (torch autocast, OpenVINO hint)."),
     out: Path = typer.Option(None, "--out", help="Also write the JSON to this file."),
     as_json: bool = typer.Option(False, "--json", help="Print the JSON instead of a table."),
+    baseline: Path = typer.Option(
+        None,
+        "--baseline",
+        help="With an end-to-end graph: its plain graph, profiled the same way and shown beside it "
+        "(end-to-end model time vs plain model time + Python NMS).",
+    ),
     run_id: str = typer.Option(
         None, "--run-id", help="MLflow run (id or run directory) to log the result into."
     ),
 ) -> None:
-    """Time an artifact: model (inference on a prepared batch) and end_to_end (uint8 images to
-    detections); median, p90, p99, mean, std, min, throughput, and the environment."""
+    """Time an artifact: model (inference on a prepared batch), postprocess (the runner's
+    post-processing of one inference's outputs) and end_to_end (uint8 images to detections); median,
+    p90, p99, mean, std, min, throughput, and the environment."""
     from detops.deploy.profile import profile_runner
     from detops.deploy.runners.base import load_runner
     from detops.fileio import write_json
@@ -108,6 +135,21 @@ def profile_cmd(
     result = profile_runner(
         runner, artifact=str(artifact), batch=batch, warmup=warmup, iters=iters, seconds=seconds
     )
+    if baseline is not None:
+        from detops.deploy.profile import compare_end2end
+
+        plain_runner = load_runner(
+            baseline,
+            backend=backend,
+            device=device,
+            precision=precision,
+            threads=threads,
+            input_size=img_size,
+        )
+        plain = profile_runner(
+            plain_runner, artifact=str(baseline), batch=batch, warmup=warmup, iters=iters, seconds=seconds
+        )
+        result = {**result, "baseline": plain, "comparison": compare_end2end(result, plain)}
     if out is not None:
         write_json(out, result)
     if as_json:
@@ -129,11 +171,25 @@ def format_profile(result: dict[str, Any]) -> str:
         + (f"; {env['gpu_name']}" if env["gpu_name"] else ""),
         f"{'':<11}{'median':>9}{'p90':>9}{'p99':>9}{'mean':>9}{'std':>8}{'min':>9}{'img/s':>9}{'runs':>6}",
     ]
-    for key in ("model", "end_to_end"):
+    for key in ("model", "postprocess", "end_to_end"):
+        if key not in result:  # results written before the postprocess figure existed
+            continue
         s = result[key]
         lines.append(
             f"{key:<11}{s['median_ms']:>7.2f}ms{s['p90_ms']:>7.2f}ms{s['p99_ms']:>7.2f}ms{s['mean_ms']:>7.2f}ms"
             f"{s['std_ms']:>6.2f}ms{s['min_ms']:>7.2f}ms{s['throughput_ips']:>9.1f}{s['n']:>6}"
+        )
+    if "comparison" in result:
+        c = result["comparison"]
+        lines.append(
+            f"end-to-end graph (NMS inside) model {c['end2end_model_ms']:.2f} ms (+ {c['end2end_postprocess_ms']:.2f} "
+            f"ms decoding) | plain graph model {c['plain_model_ms']:.2f} ms + Python post-processing "
+            f"{c['plain_postprocess_ms']:.2f} ms = {c['plain_model_plus_post_ms']:.2f} ms "
+            f"(baseline {result['baseline']['artifact']})"
+        )
+        lines.append(
+            f"end_to_end medians: end-to-end graph {c['end2end_end_to_end_ms']:.2f} ms, plain graph "
+            f"{c['plain_end_to_end_ms']:.2f} ms"
         )
     return "\n".join(lines)
 

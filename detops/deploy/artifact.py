@@ -48,6 +48,12 @@ class ArtifactMeta:
         precision: ``fp32`` unless a later stage quantised it.
         batch: the fixed batch size of the graph, ``None`` when the batch axis is dynamic.
         opset: ONNX opset (``None`` for checkpoints and engines).
+        end2end: the graph's outputs are final detections (``num_dets`` [B], ``boxes`` [B, K, 4] xyxy
+            in network-input pixels, ``scores`` [B, K], ``labels`` [B, K], padded to K): runners only
+            cut them to ``num_dets`` and rescale, they run no NMS.
+        max_detections: K of an end-to-end graph (``None`` otherwise).
+        score_threshold: per-class score threshold inside an end-to-end graph (``None``: none).
+        iou_threshold: class-wise NMS IoU threshold inside an end-to-end graph (``None``: no NMS).
     """
 
     variant: str
@@ -61,6 +67,10 @@ class ArtifactMeta:
     precision: str = "fp32"
     batch: int | None = None
     opset: int | None = None
+    end2end: bool = False
+    max_detections: int | None = None
+    score_threshold: float | None = None
+    iou_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if len(self.class_names) != len(self.category_ids):
@@ -69,6 +79,8 @@ class ArtifactMeta:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.end2end and not self.max_detections:
+            raise ValueError("an end-to-end artifact needs max_detections")
 
     @property
     def num_classes(self) -> int:

@@ -18,12 +18,13 @@ from detops.export import DEFAULT_OPSET, ExportReport, export_onnx
 from detops.fileio import sha256_file
 
 
-def default_output(source: ExportSource, *, image_size: int, home: Path) -> Path:
-    """Beside the checkpoint (``best.pt`` -> ``best.onnx``); a bare variant goes to
-    ``<home>/exports/<variant>_<size>.onnx``."""
+def default_output(source: ExportSource, *, image_size: int, home: Path, end2end: bool = False) -> Path:
+    """Beside the checkpoint (``best.pt`` -> ``best.onnx``, end-to-end ``best_e2e.onnx``); a bare
+    variant goes to ``<home>/exports/<variant>_<size>[_e2e].onnx``."""
+    tail = "_e2e.onnx" if end2end else ".onnx"
     if source.path is not None:
-        return source.path.with_suffix(".onnx")
-    return home / "exports" / f"{source.variant}_{image_size}.onnx"
+        return source.path.with_name(source.path.stem + tail)
+    return home / "exports" / f"{source.variant}_{image_size}{tail}"
 
 
 def export_artifact(
@@ -34,12 +35,17 @@ def export_artifact(
     opset: int = DEFAULT_OPSET,
     batch: int | None = None,
     home: Path | None = None,
+    end2end: bool = False,
 ) -> tuple[ExportReport, ArtifactMeta]:
     """Export ``source`` (see ``resolve_source``) to ONNX with its ``ArtifactMeta`` in the file.
 
     The ONNX Runtime parity check of ``detops.export.export_onnx`` runs before the file appears; on
     any failure nothing is written. ``batch`` ``None`` keeps a dynamic batch axis. The input size
     defaults to the size the checkpoint was trained at (the variant's for weights and bare names).
+
+    ``end2end``: the graph ends in the family's post-processing (NMS or top-K) and outputs final
+    detections per image (see ``ArtifactMeta.end2end``); K and the thresholds are the family's
+    post-processor's, recorded in the metadata. The default file name gains ``_e2e``.
     """
     import models
     from detops.engine.checkpoint import model_weights
@@ -75,10 +81,21 @@ def export_artifact(
     except ValueError as exc:
         raise DetopsError(f"--img-size {meta.input_size}: {exc}") from None
     meta = replace(meta, batch=batch, opset=opset)
+    postprocessor = None
+    if end2end:
+        postprocessor = models.build_postprocessor(variant.name, num_classes=meta.num_classes)
+        settings = models.family_module(variant.name).end2end_settings(postprocessor)
+        meta = replace(
+            meta,
+            end2end=True,
+            max_detections=settings.max_detections,
+            score_threshold=settings.score_threshold,
+            iou_threshold=settings.iou_threshold,
+        )
     dst = (
         Path(out)
         if out is not None
-        else default_output(resolved, image_size=meta.input_size, home=_home(home))
+        else default_output(resolved, image_size=meta.input_size, home=_home(home), end2end=end2end)
     )
     report = export_onnx(
         variant.name,
@@ -88,6 +105,7 @@ def export_artifact(
         opset=opset,
         batch=batch,
         metadata=meta.to_metadata_props(),
+        postprocessor=postprocessor,
     )
     return report, meta
 

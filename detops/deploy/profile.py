@@ -4,8 +4,13 @@
 ``profile_runner`` times a runner twice on the same pre-allocated synthetic batch:
 
 * ``model``: ``runner.infer(batch)`` only, the batch prepared once beforehand (no pre/post-processing);
+* ``postprocess``: ``runner.postprocess(raw, batch)`` only, on the raw outputs of one ``infer``
+  (Python NMS or top-k for a plain graph; cutting and rescaling for an end-to-end one);
 * ``end_to_end``: ``runner(images)``: preprocessing (resize, layout, scale), inference and
   post-processing (NMS or top-k, boxes to original pixels, category ids).
+
+``compare_end2end`` puts an end-to-end graph's profile beside its plain graph's: the end-to-end
+model time (NMS inside the graph) against the plain model time plus its Python post-processing.
 
 On CUDA each run is bracketed by CUDA events (the device's own timeline) after a synchronize. The
 result is one JSON-ready dict that follows ``PROFILE_SCHEMA``.
@@ -289,6 +294,16 @@ def profile_runner(
         sync=sync,
         batch=batch,
     )
+    raw = runner.infer(prepared)
+    runner.synchronize()
+    postprocess = time_runs(
+        lambda: runner.postprocess(raw, prepared),
+        clock=time.perf_counter,  # host work on host arrays, whatever the device
+        warmup=warmup,
+        iters=iters,
+        seconds=seconds,
+        batch=batch,
+    )
     end_to_end = time_runs(
         lambda: runner(images),
         clock=clock,
@@ -315,11 +330,37 @@ def profile_runner(
             "seconds": seconds,
             "timer": "cuda_events" if cuda else "perf_counter",
             "model": "inference only, inputs prepared and allocated beforehand",
+            "postprocess": "runner post-processing of one inference's raw outputs (host)",
             "end_to_end": "preprocessing + inference + post-processing, uint8 images in, detections out",
         },
+        "end2end_graph": bool(meta.end2end),
         "model": model.to_dict(),
+        "postprocess": postprocess.to_dict(),
         "end_to_end": end_to_end.to_dict(),
         "environment": environment(threads=runner.threads),
+    }
+
+
+def compare_end2end(end2end: dict[str, Any], plain: dict[str, Any]) -> dict[str, Any]:
+    """Median times of an end-to-end graph's profile beside its plain graph's (both ``profile_runner``
+    results of the same variant, backend, input size and batch).
+
+    Returns ``{"end2end_model_ms", "plain_model_ms", "plain_postprocess_ms", "plain_model_plus_post_ms",
+    "end2end_postprocess_ms", "end2end_end_to_end_ms", "plain_end_to_end_ms"}``.
+    """
+    for key in ("variant", "backend", "input_size", "batch"):
+        if end2end[key] != plain[key]:
+            raise DetopsError(f"the baseline's {key} is {plain[key]!r}, the artifact's {end2end[key]!r}")
+    if not end2end.get("end2end_graph") or plain.get("end2end_graph"):
+        raise DetopsError("compare an end-to-end graph (--end2end export) with its plain graph as --baseline")
+    return {
+        "end2end_model_ms": end2end["model"]["median_ms"],
+        "plain_model_ms": plain["model"]["median_ms"],
+        "plain_postprocess_ms": plain["postprocess"]["median_ms"],
+        "plain_model_plus_post_ms": plain["model"]["median_ms"] + plain["postprocess"]["median_ms"],
+        "end2end_postprocess_ms": end2end["postprocess"]["median_ms"],
+        "end2end_end_to_end_ms": end2end["end_to_end"]["median_ms"],
+        "plain_end_to_end_ms": plain["end_to_end"]["median_ms"],
     }
 
 
@@ -376,11 +417,16 @@ PROFILE_SCHEMA: dict[str, Any] = {
                 "seconds": {"type": ["number", "null"]},
                 "timer": {"enum": ["perf_counter", "cuda_events"]},
                 "model": {"type": "string"},
+                "postprocess": {"type": "string"},
                 "end_to_end": {"type": "string"},
             },
         },
+        "end2end_graph": {"type": "boolean"},
         "model": _STATS_SCHEMA,
+        "postprocess": _STATS_SCHEMA,
         "end_to_end": _STATS_SCHEMA,
+        "baseline": {"type": "object", "description": "the plain graph's profile result (--baseline)"},
+        "comparison": {"type": "object", "additionalProperties": {"type": "number"}},
         "environment": {
             "type": "object",
             "required": [

@@ -13,6 +13,7 @@ from models.damo_yolo.checkpoint import convert_checkpoint, convert_official_che
 from models.damo_yolo.config import VARIANTS, DamoYoloConfig, StageSpec
 from models.damo_yolo.criterion import DamoYoloCriterion
 from models.damo_yolo.detector import DamoYolo
+from models.damo_yolo.end2end import end2end_settings, end2end_wrapper
 from models.damo_yolo.export import DamoYoloExport, export_wrapper
 from models.damo_yolo.postprocess import DamoYoloPostprocessor
 from models.variants import Variant
@@ -32,6 +33,8 @@ __all__ = [
     "convert_official_checkpoint",
     "count_gflops",
     "count_params",
+    "end2end_settings",
+    "end2end_wrapper",
     "export_wrapper",
 ]
 

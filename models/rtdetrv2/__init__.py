@@ -19,6 +19,7 @@ from models.rtdetrv2.checkpoint import convert_state_dict, extract_state_dict
 from models.rtdetrv2.config import CONFIGS, VARIANTS, RTDETRv2Config
 from models.rtdetrv2.criterion import RTDETRCriterion
 from models.rtdetrv2.detector import RTDETRv2, build_rtdetrv2
+from models.rtdetrv2.end2end import end2end_settings, end2end_wrapper
 from models.rtdetrv2.export import RTDETRExportWrapper
 from models.rtdetrv2.export import export_wrapper as _export_wrapper
 from models.rtdetrv2.postprocess import RTDETRPostProcessor
@@ -35,6 +36,8 @@ __all__ = [
     "convert_official_checkpoint",
     "count_gflops",
     "count_params",
+    "end2end_settings",
+    "end2end_wrapper",
     "export_wrapper",
 ]
 

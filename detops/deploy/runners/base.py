@@ -147,15 +147,46 @@ def to_detections(
     )
 
 
+def end2end_detections(
+    meta: ArtifactMeta, outputs: dict[str, Any], *, orig_sizes: np.ndarray, count: int
+) -> list[Detections]:
+    """Outputs of an end-to-end graph or engine (``meta.end2end``) -> detections in original pixels.
+
+    Args:
+        outputs: ``num_dets`` [B] (TensorRT's EfficientNMS: [B, 1], int32), ``boxes`` [B, K, 4] xyxy in
+            network-input pixels, ``scores`` [B, K], ``labels`` [B, K] (any integer type); entries past
+            ``num_dets`` are padding.
+        orig_sizes: int64 [B, 2] original (height, width).
+        count: real images (the first ``count`` rows).
+    Boxes are scaled by (width, height) / input size per axis, as the families' post-processors do
+    (the network input is a stretch resize).
+    """
+    nums = np.asarray(outputs["num_dets"]).reshape(-1)
+    boxes = np.asarray(outputs["boxes"], dtype=np.float32)
+    size = float(meta.input_size)
+    out = []
+    for i in range(count):
+        n = int(nums[i])
+        h, w = (float(v) for v in orig_sizes[i])
+        factor = np.asarray([w / size, h / size, w / size, h / size], dtype=np.float32)
+        out.append(
+            to_detections(meta, boxes[i, :n] * factor, outputs["scores"][i, :n], outputs["labels"][i, :n])
+        )
+    return out
+
+
 def family_detections(
     meta: ArtifactMeta, outputs: dict[str, Any], *, orig_sizes: np.ndarray, count: int
 ) -> list[Detections]:
     """Raw outputs of either family (the model's dict, or an ONNX graph's named outputs) -> detections.
 
-    Graphs with post-processing inside (RT-DETRv2: ``labels``, ``boxes`` in original pixels, ``scores``)
-    are taken as they are; otherwise the family's own post-processor (the one the engine evaluates
-    with) runs on the outputs, so a deployed graph is scored exactly like its checkpoint.
+    End-to-end graphs (``meta.end2end``) go through ``end2end_detections`` (no NMS here). Graphs with
+    post-processing inside (RT-DETRv2: ``labels``, ``boxes`` in original pixels, ``scores``) are taken
+    as they are; otherwise the family's own post-processor (the one the engine evaluates with) runs on
+    the outputs, so a deployed graph is scored exactly like its checkpoint.
     """
+    if meta.end2end:
+        return end2end_detections(meta, outputs, orig_sizes=orig_sizes, count=count)
     if {"labels", "boxes", "scores"} <= set(outputs):
         return [
             to_detections(

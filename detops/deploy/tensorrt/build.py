@@ -5,6 +5,16 @@ atomically written engine next to its JSON stamp.
 Only the documented TensorRT 10 Python API is used (``Builder.build_serialized_network``,
 ``IBuilderConfig.set_memory_pool_limit``, ``create_timing_cache``/``set_timing_cache``, named
 optimisation-profile shapes); ``tensorrt`` is imported inside ``build_engine`` only.
+
+An end-to-end DAMO-YOLO file (``ArtifactMeta.end2end`` with an IoU threshold) is built with TensorRT's
+``EfficientNMS_TRT`` plugin in place of its ONNX NMS tail: the graph is cut at the model's raw
+outputs (``raw_boxes`` [B, A, 4] xyxy, ``raw_scores`` [B, A, C], named by the export), the cut is
+parsed, and the plugin (the file's thresholds and K, class-aware, no activation, no background class,
+box coding 0 = corners) takes them and gives the engine its ``num_dets`` [B, 1], ``boxes`` [B, K, 4],
+``scores`` [B, K], ``labels`` [B, K] outputs (int32 counts and labels). End-to-end RT-DETRv2 files have
+no NMS and are built as they are. Where EfficientNMS can differ from the ONNX graph: it keeps at most
+4096 candidates per image above the score threshold before NMS (the plugin's ``numSelectedBoxes``)
+and sorts scores at reduced precision, so near-ties and very crowded images may come out differently.
 """
 
 from __future__ import annotations
@@ -102,9 +112,75 @@ def profile_shapes(
     return (min_batch, *rest), (opt_batch, *rest), (max_batch, *rest)
 
 
-def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> Any:
+# The export names the model's raw outputs inside an end-to-end DAMO-YOLO graph so (DamoYoloEnd2End).
+RAW_BOXES, RAW_SCORES = "raw_boxes", "raw_scores"
+END2END_OUTPUTS = ("num_dets", "boxes", "scores", "labels")
+EFFICIENT_NMS = ("EfficientNMS_TRT", "1")
+
+
+def efficient_nms_fields(meta: Any) -> dict[str, tuple[float | int, str]]:
+    """The EfficientNMS_TRT fields of an end-to-end ``ArtifactMeta``: ``{name: (value, "FLOAT32" | "INT32")}``."""
+    return {
+        "score_threshold": (float(meta.score_threshold), "FLOAT32"),
+        "iou_threshold": (float(meta.iou_threshold), "FLOAT32"),
+        "max_output_boxes": (int(meta.max_detections), "INT32"),
+        "background_class": (-1, "INT32"),
+        "score_activation": (0, "INT32"),  # the raw scores are already sigmoid outputs
+        "class_agnostic": (0, "INT32"),  # class-wise NMS, as the library's batched_nms
+        "box_coding": (0, "INT32"),  # corners (x1, y1, x2, y2)
+    }
+
+
+def cut_at_raw_outputs(onnx_path: Path) -> bytes:
+    """The end-to-end graph up to ``raw_boxes`` and ``raw_scores`` (the NMS tail removed), serialised."""
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(str(onnx_path))
+    inputs = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    produced = {o for n in model.graph.node for o in n.output}
+    missing = [n for n in (RAW_BOXES, RAW_SCORES) if n not in produced]
+    if missing:
+        raise DetopsError(f"{onnx_path}: an end-to-end file without {', '.join(missing)}; export it again")
+    cut = Extractor(model).extract_model(inputs, [RAW_BOXES, RAW_SCORES])
+    cut.metadata_props.extend(model.metadata_props)
+    return bytes(cut.SerializeToString())
+
+
+def add_efficient_nms(trt: Any, network: Any, logger: Any, meta: Any) -> Any:
+    """Replace the network outputs ``raw_boxes``/``raw_scores`` by an EfficientNMS_TRT layer's four
+    outputs, named ``END2END_OUTPUTS``; returns the layer."""
+    outputs = {network.get_output(i).name: network.get_output(i) for i in range(network.num_outputs)}
+    boxes, scores = outputs[RAW_BOXES], outputs[RAW_SCORES]
+    trt.init_libnvinfer_plugins(logger, "")
+    creator = trt.get_plugin_registry().get_plugin_creator(*EFFICIENT_NMS, "")
+    if creator is None:
+        raise DetopsError("TensorRT has no EfficientNMS_TRT plugin (libnvinfer_plugin) here")
+    types = {
+        "FLOAT32": (trt.PluginFieldType.FLOAT32, np.float32),
+        "INT32": (trt.PluginFieldType.INT32, np.int32),
+    }
+    fields = trt.PluginFieldCollection(
+        [
+            trt.PluginField(name, np.array([value], dtype=types[kind][1]), types[kind][0])
+            for name, (value, kind) in efficient_nms_fields(meta).items()
+        ]
+    )
+    plugin = creator.create_plugin("detops_efficient_nms", fields)
+    layer = network.add_plugin_v2([boxes, scores], plugin)
+    layer.name = "detops_efficient_nms"
+    network.unmark_output(boxes)
+    network.unmark_output(scores)
+    for i, name in enumerate(END2END_OUTPUTS):
+        tensor = layer.get_output(i)
+        tensor.name = name
+        network.mark_output(tensor)
+    return layer
+
+
+def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path, model: bytes | None = None) -> Any:
     parser = trt.OnnxParser(network, logger)
-    ok = parser.parse(onnx_path.read_bytes(), str(onnx_path))
+    ok = parser.parse(model if model is not None else onnx_path.read_bytes(), str(onnx_path))
     if not ok or parser.num_errors:
         errors = []
         for i in range(parser.num_errors):
@@ -114,6 +190,17 @@ def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> Any:
             f"{onnx_path}: TensorRT cannot parse the model: " + "; ".join(errors or ["no detail"])
         )
     return parser
+
+
+def _nms_meta(onnx_path: Path) -> Any:
+    """The ``ArtifactMeta`` of an end-to-end file with NMS inside (``None`` for any other file)."""
+    from detops.deploy.artifact import read_onnx_metadata
+
+    try:
+        meta = read_onnx_metadata(onnx_path)
+    except DetopsError:
+        return None
+    return meta if meta.end2end and meta.iou_threshold is not None else None
 
 
 def _artifact_meta(onnx_path: Path, precision: str) -> dict[str, Any]:
@@ -155,6 +242,9 @@ def build_engine(
 ) -> BuildReport:
     """Build ``onnx_path`` into a TensorRT engine (default ``<onnx stem>.<precision>.engine``).
 
+    An end-to-end DAMO-YOLO file gets the EfficientNMS_TRT plugin in place of its ONNX NMS (see the
+    module docstring).
+
     Args:
         precision: fp32, fp16 (FP16 flag) or int8 (INT8 and FP16 flags; layers TensorRT cannot
             quantise fall back to fp16), which needs ``calib_batches`` or an existing ``calib_cache``.
@@ -194,7 +284,12 @@ def build_engine(
     builder = trt.Builder(logger)
     # TensorRT 10 networks are always explicit-batch; STRONGLY_TYPED would forbid the FP16/INT8 flags.
     network = builder.create_network(0)
-    _parse(trt, network, logger, src)
+    nms_meta = _nms_meta(src)
+    if nms_meta is None:
+        _parse(trt, network, logger, src)
+    else:
+        _parse(trt, network, logger, src, model=cut_at_raw_outputs(src))
+        add_efficient_nms(trt, network, logger, nms_meta)
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))

@@ -12,6 +12,13 @@ calibrator the way TensorRT does (read cache; else ``get_batch`` until None, rea
 pointer's memory; then write cache), and an engine executes the ONNX graph with ONNX Runtime,
 reading inputs from and writing outputs to the raw addresses set with ``set_tensor_address`` (CPU
 torch tensors' ``data_ptr()`` in tests).
+
+Plugins: ``init_libnvinfer_plugins`` registers the one creator detops uses, ``EfficientNMS_TRT``
+version 1, with its documented fields (unknown field names or wrong field types fail);
+``get_plugin_registry().get_plugin_creator`` returns ``None`` before that call, as an unregistered
+plugin would. ``INetworkDefinition.add_plugin_v2`` records the layer; the engine runs the plugin as the
+library's class-wise NMS (``models.damo_yolo.postprocess.postprocess_single`` with the plugin's
+thresholds and K) on the ONNX outputs it takes, with the plugin's int32 count and class outputs.
 """
 
 from __future__ import annotations
@@ -61,6 +68,18 @@ def build_fake(*, version: str = "10.3.0.26", unsupported_ops: tuple[str, ...] =
     TensorIOMode = _enum("TensorIOMode", "NONE", "INPUT", "OUTPUT")
     DataType = _enum("DataType", "FLOAT", "HALF", "INT8", "INT32", "INT64", "BOOL", "UINT8", "BF16")
     ProfilingVerbosity = _enum("ProfilingVerbosity", "LAYER_NAMES_ONLY", "NONE", "DETAILED")
+    PluginFieldType = _enum(
+        "PluginFieldType",
+        "FLOAT16",
+        "FLOAT32",
+        "FLOAT64",
+        "INT8",
+        "INT16",
+        "INT32",
+        "CHAR",
+        "DIMS",
+        "UNKNOWN",
+    )
     onnx_to_dt = {
         1: DataType.FLOAT,
         10: DataType.HALF,
@@ -112,11 +131,123 @@ def build_fake(*, version: str = "10.3.0.26", unsupported_ops: tuple[str, ...] =
         def __init__(self, name: str, shape: tuple[int, ...], dtype: _Enum) -> None:
             self.name, self.shape, self.dtype = name, shape, dtype
 
+    class PluginField:
+        __slots__ = ("name", "data", "type")
+
+        def __init__(self, name: str, data: Any, type: _Enum) -> None:  # noqa: A002 (documented name)
+            assert isinstance(type, _Enum) and type.kind == "PluginFieldType", type
+            self.name, self.data, self.type = name, np.asarray(data), type
+
+    class PluginFieldCollection(list):  # the binding is a list of PluginField
+        pass
+
+    class IPluginV2:
+        __slots__ = ("plugin_type", "plugin_version", "name", "fields")
+
+        def __init__(self, plugin_type: str, version: str, name: str, fields: dict[str, Any]) -> None:
+            self.plugin_type, self.plugin_version, self.name, self.fields = plugin_type, version, name, fields
+
+    # EfficientNMS_TRT's documented parameters and their types (TensorRT's plugin README).
+    efficient_nms_fields = {
+        "score_threshold": "FLOAT32", "iou_threshold": "FLOAT32", "max_output_boxes": "INT32",
+        "background_class": "INT32", "score_activation": "INT32", "class_agnostic": "INT32",
+        "box_coding": "INT32",
+    }  # fmt: skip
+
+    class IPluginCreator:
+        __slots__ = ("name", "plugin_version", "plugin_namespace")
+
+        def __init__(self, name: str, version: str) -> None:
+            self.name, self.plugin_version, self.plugin_namespace = name, version, ""
+
+        def create_plugin(self, name: str, field_collection: PluginFieldCollection) -> IPluginV2:
+            assert isinstance(field_collection, PluginFieldCollection)
+            fields = {}
+            for f in field_collection:
+                assert isinstance(f, PluginField)
+                want = efficient_nms_fields.get(f.name)
+                if want is None:
+                    raise ValueError(f"EfficientNMS_TRT has no field {f.name!r}")
+                if f.type.name != want or f.data.dtype != {"FLOAT32": np.float32, "INT32": np.int32}[want]:
+                    raise TypeError(
+                        f"EfficientNMS_TRT field {f.name} is {want}, got {f.type.name}/{f.data.dtype}"
+                    )
+                fields[f.name] = f.data.reshape(-1)[0].item()
+            calls.append(
+                ("IPluginCreator.create_plugin", {"type": self.name, "name": name, "fields": fields})
+            )
+            return IPluginV2(self.name, self.plugin_version, name, fields)
+
+    class IPluginRegistry:
+        __slots__ = ("creators",)
+
+        def __init__(self) -> None:
+            self.creators: dict[tuple[str, str, str], IPluginCreator] = {}
+
+        def get_plugin_creator(self, type: str, version: str, plugin_namespace: str = "") -> Any:  # noqa: A002
+            calls.append(("IPluginRegistry.get_plugin_creator", {"type": type, "version": version}))
+            return self.creators.get((type, version, plugin_namespace))
+
+    registry = IPluginRegistry()
+
+    def get_plugin_registry() -> IPluginRegistry:
+        return registry
+
+    def init_libnvinfer_plugins(logger: Any, namespace: str) -> bool:
+        assert isinstance(logger, Logger) and isinstance(namespace, str)
+        registry.creators[("EfficientNMS_TRT", "1", namespace)] = IPluginCreator("EfficientNMS_TRT", "1")
+        calls.append(("init_libnvinfer_plugins", {"namespace": namespace}))
+        return True
+
+    class IPluginV2Layer:
+        __slots__ = ("name", "plugin", "inputs", "_outputs")
+
+        def __init__(self, plugin: IPluginV2, inputs: list[ITensor]) -> None:
+            batch = inputs[0].shape[0]
+            k = int(plugin.fields["max_output_boxes"])
+            self.name, self.plugin, self.inputs = "", plugin, inputs
+            self._outputs = [
+                ITensor("num_detections", (batch, 1), DataType.INT32),
+                ITensor("detection_boxes", (batch, k, 4), DataType.FLOAT),
+                ITensor("detection_scores", (batch, k), DataType.FLOAT),
+                ITensor("detection_classes", (batch, k), DataType.INT32),
+            ]
+
+        @property
+        def num_outputs(self) -> int:
+            return len(self._outputs)
+
+        def get_output(self, index: int) -> ITensor:
+            return self._outputs[index]
+
     class INetworkDefinition:
-        __slots__ = ("flags", "_inputs", "_outputs", "onnx_bytes")
+        __slots__ = ("flags", "_inputs", "_outputs", "onnx_bytes", "_plugins")
 
         def __init__(self, flags: int) -> None:
             self.flags, self._inputs, self._outputs, self.onnx_bytes = flags, [], [], b""
+            self._plugins: list[IPluginV2Layer] = []
+
+        def add_plugin_v2(self, inputs: list[ITensor], plugin: IPluginV2) -> IPluginV2Layer:
+            assert isinstance(plugin, IPluginV2) and all(isinstance(t, ITensor) for t in inputs)
+            layer = IPluginV2Layer(plugin, list(inputs))
+            self._plugins.append(layer)
+            calls.append(
+                (
+                    "INetworkDefinition.add_plugin_v2",
+                    {"inputs": [t.name for t in inputs], "type": plugin.plugin_type},
+                )
+            )
+            return layer
+
+        def mark_output(self, tensor: ITensor) -> None:
+            assert isinstance(tensor, ITensor) and tensor not in self._outputs
+            self._outputs.append(tensor)
+            calls.append(("INetworkDefinition.mark_output", {"name": tensor.name}))
+
+        def unmark_output(self, tensor: ITensor) -> None:
+            assert tensor in self._outputs, f"{tensor.name} is not an output"
+            self._outputs.remove(tensor)
+            calls.append(("INetworkDefinition.unmark_output", {"name": tensor.name}))
 
         @property
         def num_inputs(self) -> int:
@@ -278,6 +409,39 @@ def build_fake(*, version: str = "10.3.0.26", unsupported_ops: tuple[str, ...] =
         def get_timing_cache(self) -> ITimingCache | None:
             return self.timing_cache
 
+    def _efficient_nms(plugin: dict[str, Any], values: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """EfficientNMS_TRT's outputs, computed as the library's class-wise NMS with its fields."""
+        import torch
+
+        from models.damo_yolo.postprocess import postprocess_single
+
+        assert plugin["type"] == "EfficientNMS_TRT"
+        f = plugin["fields"]
+        assert (f["background_class"], f["score_activation"], f["class_agnostic"], f["box_coding"]) == (
+            -1,
+            0,
+            0,
+            0,
+        )
+        boxes, scores = (values[n] for n in plugin["inputs"])
+        k = int(f["max_output_boxes"])
+        batch = boxes.shape[0]
+        num = np.zeros((batch, 1), np.int32)
+        out_boxes, out_scores = np.zeros((batch, k, 4), np.float32), np.zeros((batch, k), np.float32)
+        out_labels = np.zeros((batch, k), np.int32)
+        for b in range(batch):
+            kb, ks, kl = postprocess_single(
+                torch.from_numpy(scores[b]),
+                torch.from_numpy(boxes[b]),
+                score_threshold=f["score_threshold"],
+                iou_threshold=f["iou_threshold"],
+                max_detections=k,
+            )
+            n = ks.shape[0]
+            num[b, 0] = n
+            out_boxes[b, :n], out_scores[b, :n], out_labels[b, :n] = kb.numpy(), ks.numpy(), kl.numpy()
+        return [num, out_boxes, out_scores, out_labels]
+
     def _read(ptr: int, shape: tuple[int, ...], dtype: type) -> np.ndarray:
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         raw = (ctypes.c_char * nbytes).from_address(ptr)
@@ -349,6 +513,15 @@ def build_fake(*, version: str = "10.3.0.26", unsupported_ops: tuple[str, ...] =
             header = {
                 "inputs": [(t.name, t.shape, t.dtype.name) for t in network._inputs],
                 "outputs": [(t.name, t.shape, t.dtype.name) for t in network._outputs],
+                "plugins": [
+                    {
+                        "type": layer.plugin.plugin_type,
+                        "fields": layer.plugin.fields,
+                        "inputs": [t.name for t in layer.inputs],
+                        "outputs": [t.name for t in layer._outputs],
+                    }
+                    for layer in network._plugins
+                ],
                 "profile": {k: v for k, v in config.profiles[0].shapes.items()},
                 "flags": sorted(config.flags),
             }
@@ -383,13 +556,18 @@ def build_fake(*, version: str = "10.3.0.26", unsupported_ops: tuple[str, ...] =
             return ok
 
         def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+            """The engine's outputs in header order: the ONNX graph by ONNX Runtime, then its plugins."""
             import onnxruntime as ort
 
             if self._session is None:
                 self._session = ort.InferenceSession(
                     self._engine.onnx_bytes, providers=["CPUExecutionProvider"]
                 )
-            return self._session.run(None, feeds)
+            names = [o.name for o in self._session.get_outputs()]
+            values = dict(zip(names, self._session.run(None, feeds), strict=True))
+            for plugin in self._engine.header.get("plugins", []):
+                values.update(zip(plugin["outputs"], _efficient_nms(plugin, values), strict=True))
+            return [values[o[0]] for o in self._engine.header["outputs"]]
 
         def _input_arrays(self, read: bool) -> dict[str, np.ndarray]:
             out = {}
@@ -477,6 +655,6 @@ def build_fake(*, version: str = "10.3.0.26", unsupported_ops: tuple[str, ...] =
             return ICudaEngine(json.loads(data[start : start + n]), data[start + n :])
 
     for name, obj in list(locals().items()):
-        if name[0].isupper() or name == "nptype":
+        if name[0].isupper() or name in ("nptype", "get_plugin_registry", "init_libnvinfer_plugins"):
             setattr(trt, name, obj)
     return trt
