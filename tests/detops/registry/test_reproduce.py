@@ -97,6 +97,7 @@ def test_a_release_file_of_another_variant_is_refused_and_nothing_registered(
     assert client.search_registered_models() == []
 
 
+@pytest.mark.slow  # 12 s: two real variants exported and profiled on two backends
 def test_latency_only_rows_fill_the_columns_that_need_no_training(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
