@@ -199,3 +199,36 @@ def test_plan_run_derives_the_run_directory_from_the_key(
     assert a["key"][:12] in a["run_dir"] and a["config"]["epochs"] == 1
     # the plan names the data by version and remote; the training step finds it on its machine
     assert a["dataset"] == {"version": "d1", "remote": "s3://b/p", "root": dataset["root"]}
+
+
+def test_exception_chains_are_walked_once_even_when_they_loop() -> None:
+    first, second = ValueError("a"), KeyError("b")
+    first.__context__, second.__context__ = second, first  # a cycle: neither is transient
+    assert retry.is_transient(first) is False
+    # raised from a transient cause with no context of its own: the cause is followed
+    outer = RuntimeError("push failed")
+    outer.__cause__, outer.__context__ = ConnectionRefusedError("down"), None
+    assert retry.is_transient(outer) is True
+
+
+def test_a_rest_exception_without_an_error_code_is_not_transient() -> None:
+    class RestException(Exception):  # MLflow's name, no error_code attribute
+        pass
+
+    assert retry.is_transient(RestException("?")) is False
+
+
+def test_run_key_takes_paths_in_the_config(tmp_path: Path) -> None:
+    # a resolved config may hold paths: they are keyed by their text
+    key = caching.run_key(dataset_md5="d", config={"data": tmp_path}, code="c")
+    assert key == caching.run_key(dataset_md5="d", config={"data": str(tmp_path)}, code="c")
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_home_instance_is_created_once_in_a_new_or_existing_home(tmp_path: Path, exists: bool) -> None:
+    home = tmp_path / "not-yet" / "home"
+    if exists:
+        home.mkdir(parents=True)
+    first = caching.home_instance(home)
+    assert len(first) == 32 and int(first, 16) >= 0
+    assert caching.home_instance(home) == first

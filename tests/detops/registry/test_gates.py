@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -108,16 +109,19 @@ def test_bad_thresholds_raise(call: object) -> None:
 # detail into the audit record, so each is part of the result, not decoration.
 VERDICTS = [
     (
-        gate_data_valid(None),
+        lambda: gate_data_valid(None),
         ("data_valid", False, None, 1.0, "no data validation record for this dataset version"),
     ),
-    (gate_data_valid(True), ("data_valid", True, 1.0, 1.0, "data validation passed")),
-    (gate_data_valid(False), ("data_valid", False, 0.0, 1.0, "data validation failed")),
-    (gate_map(None, 0.3, 0.0), ("map", False, None, None, "candidate artifact mAP not measured (None)")),
-    (gate_map(0.25, None, 0.0), ("map", True, 0.25, None, "no champion yet; candidate mAP 0.2500")),
-    (gate_map(0.25, math.nan, 0.0), ("map", False, 0.25, None, "champion mAP is not a number (nan)")),
+    (lambda: gate_data_valid(True), ("data_valid", True, 1.0, 1.0, "data validation passed")),
+    (lambda: gate_data_valid(False), ("data_valid", False, 0.0, 1.0, "data validation failed")),
     (
-        gate_map(0.25, 0.3, 0.1),
+        lambda: gate_map(None, 0.3, 0.0),
+        ("map", False, None, None, "candidate artifact mAP not measured (None)"),
+    ),
+    (lambda: gate_map(0.25, None, 0.0), ("map", True, 0.25, None, "no champion yet; candidate mAP 0.2500")),
+    (lambda: gate_map(0.25, math.nan, 0.0), ("map", False, 0.25, None, "champion mAP is not a number (nan)")),
+    (
+        lambda: gate_map(0.25, 0.3, 0.1),
         (
             "map",
             True,
@@ -127,7 +131,7 @@ VERDICTS = [
         ),
     ),
     (
-        gate_map(0.25, 0.3, 0.0),
+        lambda: gate_map(0.25, 0.3, 0.0),
         (
             "map",
             False,
@@ -137,11 +141,11 @@ VERDICTS = [
         ),
     ),
     (
-        gate_accuracy_drop(None, 0.3, 0.01),
+        lambda: gate_accuracy_drop(None, 0.3, 0.01),
         ("accuracy_drop", False, None, 0.01, "mAP not measured (artifact None, checkpoint 0.3)"),
     ),
     (
-        gate_accuracy_drop(0.295, 0.3, 0.01),
+        lambda: gate_accuracy_drop(0.295, 0.3, 0.01),
         (
             "accuracy_drop",
             True,
@@ -151,7 +155,7 @@ VERDICTS = [
         ),
     ),
     (
-        gate_accuracy_drop(0.25, 0.3, 0.01),
+        lambda: gate_accuracy_drop(0.25, 0.3, 0.01),
         (
             "accuracy_drop",
             False,
@@ -160,15 +164,23 @@ VERDICTS = [
             "artifact mAP 0.2500 vs checkpoint 0.3000: drop 0.0500 exceeds 0.0100",
         ),
     ),
-    (gate_latency(None, 20.0), ("latency", False, None, 20.0, "latency not measured (None)")),
-    (gate_latency(12.5, 20.0), ("latency", True, 12.5, 20.0, "latency 12.50 ms within budget 20.00 ms")),
-    (gate_latency(0.4, 0.5), ("latency", True, 0.4, 0.5, "latency 0.40 ms within budget 0.50 ms")),
-    (gate_latency(25.0, 20.0), ("latency", False, 25.0, 20.0, "latency 25.00 ms over budget 20.00 ms")),
+    (lambda: gate_latency(None, 20.0), ("latency", False, None, 20.0, "latency not measured (None)")),
+    (
+        lambda: gate_latency(12.5, 20.0),
+        ("latency", True, 12.5, 20.0, "latency 12.50 ms within budget 20.00 ms"),
+    ),
+    (lambda: gate_latency(0.4, 0.5), ("latency", True, 0.4, 0.5, "latency 0.40 ms within budget 0.50 ms")),
+    (
+        lambda: gate_latency(25.0, 20.0),
+        ("latency", False, 25.0, 20.0, "latency 25.00 ms over budget 20.00 ms"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("result", "expected"), VERDICTS)
-def test_every_branch_gives_its_whole_verdict(result: GateResult, expected: tuple) -> None:
+@pytest.mark.parametrize(("call", "expected"), VERDICTS)
+def test_every_branch_gives_its_whole_verdict(call: Callable[[], GateResult], expected: tuple) -> None:
+    # called here, not at collection: mutation testing maps each test to the functions it calls
+    result = call()
     name, passed, value, threshold, detail = expected
     assert (result.name, result.passed, result.detail) == (name, passed, detail)
     assert result.value == pytest.approx(value) if value is not None else result.value is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,3 +86,79 @@ def test_data_validation_can_be_waived() -> None:
     assert not Policy().evaluate(candidate, champion_map=None)[0].passed
     waived = Policy(require_data_validation=False).evaluate(candidate, champion_map=None)
     assert waived[0].passed and "not required" in waived[0].detail
+
+
+# Every refusal's whole line: it is what a user reads, and it names the file, the key and the value.
+KEYS = "map_tolerance, max_accuracy_drop, latency_budget_ms, backend, require_data_validation"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["x"], "p.toml: expected a table of policy keys, got list"),
+        ({"speed": 1}, f"p.toml: unknown policy key 'speed'; valid keys: {KEYS}"),
+        ({"map_tolerance": -0.1}, "p.toml: field 'map_tolerance': expected a finite number >= 0, got -0.1"),
+        (
+            {"max_accuracy_drop": True},
+            "p.toml: field 'max_accuracy_drop': expected a finite number >= 0, got True",
+        ),
+        ({"latency_budget_ms": 0}, "p.toml: field 'latency_budget_ms': expected a finite number > 0, got 0"),
+        (
+            {"latency_budget_ms": "fast"},
+            "p.toml: field 'latency_budget_ms': expected a finite number > 0, got 'fast'",
+        ),
+        (
+            {"latency_budget_ms": math.inf},
+            "p.toml: field 'latency_budget_ms': expected a finite number > 0, got inf",
+        ),
+        ({"backend": "tpu"}, "p.toml: field 'backend': expected one of ort, openvino, tensorrt, got 'tpu'"),
+        (
+            {"require_data_validation": "yes"},
+            "p.toml: field 'require_data_validation': expected true or false, got 'yes'",
+        ),
+    ],
+)
+def test_each_refusal_is_its_exact_line(values: Any, message: str) -> None:
+    with pytest.raises(DetopsError) as caught:
+        policy_from_dict(values, source="p.toml")
+    assert str(caught.value) == message and caught.value.exit_code == 2
+
+
+def test_a_budget_below_one_millisecond_is_a_budget() -> None:
+    assert policy_from_dict({"latency_budget_ms": 0.5}).latency_budget_ms == 0.5
+
+
+def test_files_by_suffix_and_their_errors(tmp_path: Path) -> None:
+    for name in ("p.yml", "p.YAML"):
+        (tmp_path / name).write_text("backend: openvino\n")
+        assert load_policy(tmp_path / name).backend == "openvino"
+    (tmp_path / "p.json").write_text("{}")
+    with pytest.raises(DetopsError) as caught:
+        load_policy(tmp_path / "p.json")
+    assert str(caught.value) == f"{tmp_path / 'p.json'}: policy files are .toml, .yaml or .yml, got '.json'"
+    (tmp_path / "policy").write_text("")
+    with pytest.raises(DetopsError, match=r"got '\(no suffix\)'$"):
+        load_policy(tmp_path / "policy")
+    (tmp_path / "bad.toml").write_text("backend = \n")
+    with pytest.raises(DetopsError) as caught:
+        load_policy(tmp_path / "bad.toml")
+    assert (
+        str(caught.value)
+        == f"{tmp_path / 'bad.toml'}: not a valid policy file (Invalid value (at line 1, column 11))"
+    )
+
+
+def test_a_policy_without_the_data_gate_says_so() -> None:
+
+    policy = policy_from_dict({"require_data_validation": False})
+    data = policy.evaluate(
+        Candidate(data_valid=None, artifact_map=0.3, checkpoint_map=0.3, latency_ms=1.0), champion_map=None
+    )[0]
+    assert (data.name, data.passed, data.value, data.threshold, data.detail) == (
+        "data_valid",
+        True,
+        None,
+        None,
+        "not required by the policy",
+    )
+    assert policy.to_dict()["require_data_validation"] is False and policy.to_dict()["backend"] == "ort"
