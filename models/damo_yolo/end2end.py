@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.damo_yolo.export import DamoYoloExport
 from models.damo_yolo.postprocess import DamoYoloPostprocessor
 from models.family import End2EndSettings
 from models.nms import nms
@@ -138,10 +139,8 @@ class DamoYoloEnd2End(nn.Module):
         )
         return (*dets, out["scores"], out["boxes"])
 
-    def example_inputs(self, batch: int, image_size: int) -> tuple[Tensor, ...]:
-        """A seeded random batch [batch, 3, image_size, image_size] in 0-255."""
-        gen = torch.Generator().manual_seed(0)
-        return (torch.rand(batch, 3, image_size, image_size, generator=gen) * 255.0,)
+    # the same seeded example batch as the plain graph's
+    example_inputs = DamoYoloExport.example_inputs
 
 
 def end2end_settings(postprocessor: nn.Module) -> End2EndSettings:
