@@ -1,8 +1,9 @@
 """Registry URIs as artifact names: ``models:/detops-<variant>@<alias>`` and ``models:/detops-<variant>/<N>``.
 
 ``parse_model_uri`` is pure. ``resolve_model_uri`` asks the registry which version is meant and
-returns a local file: the version's ONNX model (downloaded once into
-``<home>/registry-cache/<model>/<version>/``; versions are immutable, aliases are re-read every time),
+returns a local file: the ONNX file among the version's model files (the pyfunc detector's artifact,
+see :mod:`detops.registry.pyfunc`; downloaded once into ``<home>/registry-cache/<model>/<version>/``;
+versions are immutable, aliases are re-read every time),
 or with ``want="checkpoint"`` the best checkpoint of the version's training run (its run directory
 when it is on this machine, else the run's ``checkpoints/best.pt`` artifact).
 """
