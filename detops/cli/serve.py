@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import typer
 
 
@@ -20,7 +18,7 @@ def serve(
     """Serve a registered detector with `mlflow models serve --env-manager local` on the settings'
     registry: POST encoded images (base64, MLflow's dataframe_split JSON) to /invocations, get boxes in
     the original pixels, scores and class names back. Ctrl-C stops it."""
-    from detops.registry.serve import serve_command, serve_env, served_uri, served_version
+    from detops.registry.serve import run_server, serve_command, serve_env, served_uri, served_version
     from detops.settings import get_settings
 
     settings = get_settings()
@@ -29,18 +27,7 @@ def serve(
     found = served_version(uri, settings=settings)
     what = f"{uri} ({found[0]} version {found[1]})" if found else uri
     typer.echo(f"serving {what} at http://{host}:{port}/invocations (Ctrl-C to stop)", err=True)
-    proc = subprocess.Popen(command, env=serve_env(settings))
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        code = 0
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    code = run_server(command, env=serve_env(settings))
     if code:
         raise typer.Exit(code)
 

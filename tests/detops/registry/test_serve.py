@@ -185,3 +185,43 @@ def test_serve_cli_refuses_a_bad_target(capsys: pytest.CaptureFixture[str]) -> N
 
     assert main(["serve", "no_such_variant"]) == 2
     assert capsys.readouterr().err.startswith("error: serve: 'no_such_variant' is neither a variant")
+
+
+def test_run_server_stops_the_whole_server_on_sigterm(tmp_path: Path) -> None:
+    """SIGTERM to `detops serve` stops the server and its children (uvicorn under MLflow), not only the
+    process it started; the exit code is 0."""
+    import signal
+    import time
+
+    import detops
+
+    pidfile = tmp_path / "grandchild.pid"
+    server = (
+        "import pathlib, subprocess, sys, time; "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+        f"pathlib.Path({str(pidfile)!r}).write_text(str(c.pid)); time.sleep(120)"
+    )
+    harness = (
+        "import os, sys; from detops.registry.serve import run_server; "
+        f"sys.exit(run_server([sys.executable, '-c', {server!r}], env=os.environ, stop_timeout=5))"
+    )
+    checkout = Path(detops.__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", harness], cwd=checkout)
+    deadline = time.monotonic() + 60
+    while not pidfile.is_file() or not pidfile.read_text():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    grandchild = int(pidfile.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{grandchild}").exists() and "Z" not in _state(grandchild):
+        assert time.monotonic() < deadline, "the server's child outlived detops serve"
+        time.sleep(0.1)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"
