@@ -21,26 +21,34 @@ from tests.detops.deploy.conftest import make_checkpoint
 VARIANT = "damo_yolo_tiny"
 
 
-@pytest.fixture(scope="module")
-def onnx_file(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from detops.deploy.exporting import export_artifact
-
-    run = tmp_path_factory.mktemp("pyfunc") / "run"
-    ckpt = make_checkpoint(run / "best.pt", VARIANT, data_root=synth_root)
-    report, _ = export_artifact(ckpt, out=run / "best.onnx")
-    return report.path
-
-
-@pytest.fixture(scope="module")
-def model_dir(onnx_file: Path, synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_model(variant: str, *, data_root: Path, base: Path) -> tuple[Path, Path]:
+    """A tiny checkpoint of ``variant`` exported to ONNX and saved as the registry's pyfunc detector;
+    returns (ONNX file, model directory)."""
     import mlflow.pyfunc
 
+    from detops.deploy.exporting import export_artifact
     from detops.registry.pyfunc import model_kwargs
 
-    path = tmp_path_factory.mktemp("pyfunc-model") / "model"
-    example = sorted((synth_root / "val").iterdir())[0].read_bytes()
-    mlflow.pyfunc.save_model(str(path), **model_kwargs(onnx_file, example_image=example))
-    return path
+    ckpt = make_checkpoint(base / "run" / "best.pt", variant, data_root=data_root)
+    report, _ = export_artifact(ckpt, out=base / "run" / "best.onnx")
+    example = sorted((data_root / "val").iterdir())[0].read_bytes()
+    mlflow.pyfunc.save_model(str(base / "model"), **model_kwargs(report.path, example_image=example))
+    return report.path, base / "model"
+
+
+@pytest.fixture(scope="module")
+def built(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return build_model(VARIANT, data_root=synth_root, base=tmp_path_factory.mktemp("pyfunc"))
+
+
+@pytest.fixture(scope="module")
+def onnx_file(built: tuple[Path, Path]) -> Path:
+    return built[0]
+
+
+@pytest.fixture(scope="module")
+def model_dir(built: tuple[Path, Path]) -> Path:
+    return built[1]
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +110,21 @@ def test_detections_equal_detops_predict(
     )
     # boxes are in the original image's pixels (the synthetic images are not the 64 px input size)
     assert max(max(b[2], b[3]) for b in out.iloc[0]["boxes"]) > 64
+
+
+def test_rtdetrv2_detections_equal_detops_predict(synth_root: Path, tmp_path: Path) -> None:
+    """The other family: a graph with its post-processing inside (original sizes fed to it)."""
+    import mlflow.pyfunc
+
+    onnx, model = build_model("rtdetrv2_tiny", data_root=synth_root, base=tmp_path)
+    files = _val_files(synth_root)
+    # random weights score far below 0.3 here: compare every detection the graph returns
+    expected = predict_cli(onnx, files, tmp_path / "pred", score=0.0)
+    frame = pd.DataFrame({"image": [_b64(p) for p in files]})
+    out = mlflow.pyfunc.load_model(str(model)).predict(frame, params={"score": 0.0})
+    assert_rows_match_predict(
+        out.to_dict(orient="records"), [expected[p.name] for p in files], _names(synth_root)
+    )
 
 
 def test_raw_bytes_and_base64_give_the_same_rows(loaded: Any, synth_root: Path) -> None:
