@@ -1,4 +1,5 @@
-"""Real servers for tests: ``mlflow server`` (plain or basic-auth), PostgreSQL 15, moto's S3, Chromium.
+"""Real servers for tests: ``mlflow server`` (plain or basic-auth), ``mlflow models serve``, PostgreSQL 15,
+moto's S3, Chromium.
 
 Each helper starts a real process (or thread, for moto) on a free loopback port, waits until it
 answers, and returns a handle whose ``stop()`` ends it and removes what it wrote. The fixtures in
@@ -189,6 +190,32 @@ def start_mlflow_server(
     if auth:
         _cheap_admin_hash(root / "auth.db")
     return MlflowServer(url=url, root=root, proc=proc, env=env or {}, own_root=own_root)
+
+
+@dataclass(kw_only=True)
+class ModelServer(_Server):
+    """A running ``mlflow models serve``: ``url`` (http://127.0.0.1:PORT; ``/invocations``, ``/ping``)."""
+
+    url: str
+
+
+def start_model_server(model_uri: str, *, tracking_uri: str, timeout: float = 300.0) -> ModelServer:
+    """Start ``mlflow models serve -m MODEL_URI --env-manager local`` (the command ``detops serve``
+    runs) on a free loopback port against the tracking server ``tracking_uri`` and wait for ``/ping``.
+    The server process imports this checkout's ``detops`` (PYTHONPATH), whatever is installed."""
+    import detops
+    from detops.registry.serve import serve_command, serve_env
+    from detops.settings import Settings
+
+    root = Path(tempfile.mkdtemp(prefix="detops-serve-"))
+    port = free_port()
+    checkout = str(Path(detops.__file__).resolve().parents[1])
+    env = serve_env(Settings(mlflow_tracking_uri=tracking_uri))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH", "")) if p)
+    url = f"http://127.0.0.1:{port}"
+    cmd = serve_command(model_uri, host="127.0.0.1", port=port)
+    proc = _launch(cmd, root=root, env=env, health=f"{url}/ping", timeout=timeout, own_root=True)
+    return ModelServer(url=url, root=root, proc=proc, env=env)
 
 
 @dataclass(kw_only=True)

@@ -28,6 +28,7 @@ from detops.cli import (
     orchestrate,
     quantize,
     registry,
+    serve,
     tracking,
     weights,
 )
@@ -51,6 +52,7 @@ engine_build.register(app)
 quantize.register(app)
 tracking.register(app)
 registry.register(app)
+serve.register(app)
 demo.register(app)
 orchestrate.register(app)
 compare.register(app)

@@ -52,6 +52,17 @@ def decode_image(path: str | os.PathLike[str]) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def decode_image_bytes(data: bytes, *, what: str = "data") -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, ... as read from a file) to uint8 RGB [H, W, 3], with the
+    same OpenCV flags as :func:`decode_image` (so a file and its bytes give the same pixels); bytes
+    that are no image are a ``DetopsError`` naming ``what``."""
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR) if buffer.size else None
+    if image is None:
+        raise DetopsError(f"{what}: cannot decode as an image ({len(data)} bytes)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 class CocoDetection(Dataset):
     """Images and targets of one COCO-format split.
 

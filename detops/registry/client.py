@@ -3,8 +3,8 @@
 Conventions (kept here, so every other module speaks plain values):
 
 * registered model per variant: ``detops-<variant>``; versions carry ``detops.*`` tags (see
-  :mod:`detops.registry.register` for the list) and point at an ONNX model logged with MLflow 3's
-  model logging;
+  :mod:`detops.registry.register` for the list) and point at a pyfunc detector logged with MLflow 3's
+  model logging (:mod:`detops.registry.pyfunc`; the ONNX file is among its artifacts);
 * aliases ``champion`` (the version in service) and ``challenger`` (the newest candidate that is not
   champion: registered and not yet judged, or rejected; rule in :mod:`detops.registry.promote`); the
   deprecated stages are never used;
@@ -364,44 +364,22 @@ class RegistryClient:
         )
         return dst
 
-    def log_onnx_model(
-        self, *, run_id: str, onnx_path: Path, input_example: Any, extra_files: list[str] | None = None
+    def log_detector_model(
+        self, *, run_id: str, onnx_path: Path, example_image: bytes
     ) -> tuple[str, str | None]:
-        """Log an ONNX file into run ``run_id`` with MLflow 3's model logging, with a signature taken
-        from running the graph on ``input_example`` (an array for a one-input graph, else a dict of
-        arrays by input name) and that example; returns ``(model_uri, model_id)``."""
+        """Log the pyfunc detector of an ONNX file (:mod:`detops.registry.pyfunc`: encoded images in,
+        detections on the original images out, the ONNX file among its artifacts) into run ``run_id``
+        with MLflow 3's model logging, its signature and an input example made of ``example_image``
+        (one small encoded image); returns ``(model_uri, model_id)``."""
         import mlflow
-        import mlflow.onnx
-        import numpy as np
-        import onnx
-        import onnxruntime as ort
-        from mlflow.models import infer_signature
+        import mlflow.pyfunc
+
+        from detops.registry.pyfunc import model_kwargs
 
         mlflow.set_tracking_uri(self.tracking_uri)
-        model = onnx.load(str(onnx_path))
-        # The signature comes from actually running the graph on the example (inputs and outputs).
-        session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-        feeds = (
-            input_example
-            if isinstance(input_example, dict)
-            else {session.get_inputs()[0].name: input_example}
-        )
-        outputs = session.run(None, feeds)
-        signature = infer_signature(
-            feeds, {o.name: np.asarray(v) for o, v in zip(session.get_outputs(), outputs, strict=True)}
-        )
         with mlflow.start_run(run_id=run_id):
-            info = mlflow.onnx.log_model(
-                model,
-                name="model",
-                signature=signature,
-                input_example=feeds,
-                onnx_execution_providers=["CPUExecutionProvider"],
-                save_as_external_data=False,
-                extra_files=extra_files,
-                # what MLflow would infer for this flavor, without the subprocess that loads the
-                # model to find its imports (4 s per registration on a 2-core CPU)
-                pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={ort.__version__}"],
+            info = mlflow.pyfunc.log_model(
+                name="model", **model_kwargs(onnx_path, example_image=example_image)
             )
         return str(info.model_uri), getattr(info, "model_id", None)
 

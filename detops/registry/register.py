@@ -10,8 +10,10 @@ Given a run directory (or the MLflow run id of one), it:
    with the checkpoint as reference) and on OpenVINO;
 4. profiles it on the CPU backends (median model time at batch 1 and the environment);
 5. measures params and GFLOPs (640x640, the form its family publishes) of the trained model;
-6. logs the ONNX model into the training's MLflow run with MLflow 3's model logging (signature and
-   input example), the evaluation and profile JSON beside it under ``registry/``;
+6. logs the served model into the training's MLflow run with MLflow 3's model logging: a pyfunc
+   detector (:mod:`detops.registry.pyfunc`: encoded images in, detections on the original images out,
+   the ONNX file among its artifacts) with its signature and a real image of the split as input
+   example; the evaluation and profile JSON beside it under ``registry/``;
 7. creates the version with every figure as a ``detops.*`` tag (names in :mod:`detops.registry.tags`)
    and points ``challenger`` at it (registered, not yet judged; see :mod:`detops.registry.promote`).
 
@@ -96,15 +98,27 @@ def _resolve_run(run: str | os.PathLike[str], *, client: Any, settings: Any) -> 
     return _RunFiles(best.parent, best, _read_config(best.parent), text)
 
 
-def _input_example(meta: Any) -> Any:
-    """A batch-1 example of the ONNX graph's inputs (what MLflow stores and infers the signature from)."""
-    import numpy as np
+def _example_image(data_root: Path, split: str, *, max_side: int = 160) -> bytes:
+    """A small JPEG of the split's first image (longest side at most ``max_side``): the served model's
+    input example, so the example a reader sees in MLflow is a real image of the data it learnt from."""
+    import cv2
 
-    size = int(meta.input_size)
-    images = np.zeros((1, 3, size, size), dtype=np.float32)
-    if meta.family == "rtdetrv2":
-        return {"images": images, "orig_target_sizes": np.array([[size, size]], dtype=np.int64)}
-    return images
+    from detops.data.dataset import decode_image
+    from detops.data.layout import find_split, load_coco_json
+
+    found = find_split(data_root, split)
+    images = load_coco_json(found.annotations)["images"]
+    if not images:
+        raise DetopsError(f"{found.annotations}: no images to take the model's input example from")
+    rgb = decode_image(found.images / str(images[0]["file_name"]))
+    scale = max_side / max(rgb.shape[:2])
+    if scale < 1.0:
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise DetopsError("OpenCV could not encode the model's input example")
+    return bytes(encoded.tobytes())
 
 
 def _measure(best: Path, *, variant: str, num_classes: int) -> dict[str, float]:
@@ -360,12 +374,12 @@ def _register_checkpoint(
     for backend, prof in profiles.items():
         write_json(details / f"profile_{backend}.json", prof)
     write_json(details / "export.json", {"path": str(onnx_path), "max_rel_error": max_rel_error})
-    log.debug("logging the ONNX model to MLflow run %s and creating the version", run_id)
+    log.debug("logging the pyfunc detector to MLflow run %s and creating the version", run_id)
     client.log_run_artifacts(run_id, details, artifact_path="registry")
     if log_checkpoint:
         client.log_run_file(run_id, best, artifact_path="checkpoints")
-    model_uri, model_id = client.log_onnx_model(
-        run_id=run_id, onnx_path=onnx_path, input_example=_input_example(meta)
+    model_uri, model_id = client.log_detector_model(
+        run_id=run_id, onnx_path=onnx_path, example_image=_example_image(data_root, split)
     )
     version = client.create_version(
         name, source=model_uri, run_id=run_id, tags=version_tags, model_id=model_id

@@ -1,8 +1,9 @@
 """Registry URIs as artifact names: ``models:/detops-<variant>@<alias>`` and ``models:/detops-<variant>/<N>``.
 
 ``parse_model_uri`` is pure. ``resolve_model_uri`` asks the registry which version is meant and
-returns a local file: the version's ONNX model (downloaded once into
-``<home>/registry-cache/<model>/<version>/``; versions are immutable, aliases are re-read every time),
+returns a local file: the ONNX file among the version's model files (the pyfunc detector's artifact,
+see :mod:`detops.registry.pyfunc`; downloaded once into ``<home>/registry-cache/<model>/<version>/``;
+versions are immutable, aliases are re-read every time),
 or with ``want="checkpoint"`` the best checkpoint of the version's training run (its run directory
 when it is on this machine, else the run's ``checkpoints/best.pt`` artifact).
 """
@@ -49,7 +50,9 @@ def parse_model_uri(text: str) -> ModelRef:
     )
 
 
-def _version(ref: ModelRef, client: Any, text: str) -> int:
+def version_of(ref: ModelRef, client: Any, text: str) -> int:
+    """The version number ``ref`` names on ``client``'s registry; one-line ``DetopsError`` naming ``text``
+    when the model, the alias or the version does not exist."""
     if not client.model_exists(ref.name):
         raise DetopsError(f"{text}: no registered model {ref.name!r}")
     if ref.version is not None:
@@ -71,7 +74,7 @@ def resolve_model_uri(text: str, *, want: str = "onnx", settings: Any = None) ->
     ref = parse_model_uri(text)
     settings = settings or get_settings()
     with open_registry(settings) as client:
-        version = _version(ref, client, text)
+        version = version_of(ref, client, text)
         if want == "checkpoint":
             return _checkpoint(client, ref.name, version, Path(settings.home), text)
         cache = Path(settings.home) / "registry-cache" / ref.name / str(version)

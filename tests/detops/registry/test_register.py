@@ -77,11 +77,16 @@ def test_register_promote_resolve_select_report(tiny_run: Path, mlflow_server: A
     assert json.loads(tags[T.EXPORT_PARITY])["passed"] is True
     assert float(tags[T.latency_tag("ort")]) > 0 and int(tags[T.PARAMS]) > 0
     assert json.loads(tags[T.latency_env_tag("ort")])["input_size"] == 128
-    # the version's model was logged with MLflow 3's model logging: signature and input example
+    # the version's model is the pyfunc detector, logged with MLflow 3's model logging (signature and
+    # input example), with the ONNX file among its files
     model_dir = client.download_version(name, reg.version, tmp_path / "dl")
     mlmodel = (model_dir / "MLmodel").read_text() if (model_dir / "MLmodel").is_file() else ""
     mlmodel = mlmodel or next(model_dir.rglob("MLmodel")).read_text()
-    assert "signature:" in mlmodel and "input_example" in mlmodel and "onnx" in mlmodel
+    assert "signature:" in mlmodel and "input_example" in mlmodel and "python_function" in mlmodel
+    assert "detops.registry.pyfunc" in (next(model_dir.rglob("python_model.pkl")).read_bytes()).decode(
+        "latin-1"
+    )
+    assert len(list(model_dir.rglob("*.onnx"))) == 1
     # the run directory now points at the MLflow run that holds the model
     assert (tiny_run / "mlflow_run_id").read_text().strip() == reg.run_id
     # registered, not yet judged: the new version is challenger
