@@ -450,9 +450,7 @@ def test_a_killed_rank_fails_the_attempt_and_the_retry_resumes_from_the_store(
         states = client.read_flow_run_states(train.id)
     assert train.state.is_completed() and train.run_count == 2, (train.state, train.run_count)
     failures = [s.message or "" for s in states if "rank" in (s.message or "")]
-    assert any("rank 1: Signal 9 (SIGKILL)" in m for m in failures), [
-        (s.name, s.message) for s in states
-    ]
+    assert any("rank 1: Signal 9 (SIGKILL)" in m for m in failures), [(s.name, s.message) for s in states]
     assert _logged(cluster, train.id, "resuming from epoch")
     # the same MLflow run, finished, every epoch in its history
     (run,) = mlflow.search_runs([experiment], filter_string=f"tags.`prefect.flow_run_id` = '{train.id}'")
