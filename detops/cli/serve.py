@@ -15,7 +15,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: loopback only)."),
     workers: int = typer.Option(1, "--workers", help="Server worker processes (each loads the model)."),
 ) -> None:
-    """Serve a registered detector with `mlflow models serve --env-manager local` on the settings'
+    """Serve a registered detector with mlflow models serve --env-manager local on the settings'
     registry: POST encoded images (base64, MLflow's dataframe_split JSON) to /invocations, get boxes in
     the original pixels, scores and class names back. Ctrl-C stops it."""
     from detops.registry.serve import run_server, serve_command, serve_env, served_uri, served_version
