@@ -20,8 +20,9 @@ preprocessing and class names the runner reads, copied into the MLmodel's ``meta
 readers who do not open the graph. Decoding, preprocessing, inference and post-processing are the
 runners' and :mod:`detops.deploy.service`'s, so the detections equal ``detops predict``'s.
 
-The model class is pickled by reference: the process that loads it imports ``detops`` from its
-environment (``--env-manager local``); nothing in the model names a path of the machine that logged it.
+The model is logged as code (MLflow's "models from code", :mod:`detops.registry.detector_model`), not
+pickled: the process that loads it runs that file, which imports ``detops`` from its environment
+(``--env-manager local``); nothing in the model names a path of the machine that logged it.
 This module imports MLflow and pandas at import time; import it only where a model is built or loaded.
 """
 
@@ -110,7 +111,8 @@ def model_kwargs(onnx_path: str | os.PathLike[str], *, example_image: bytes) -> 
     meta = read_onnx_metadata(onnx_path)
     example = pd.DataFrame({IMAGE_COLUMN: [encode_image(example_image)]})
     return {
-        "python_model": DetectorModel(),
+        # models from code: the file that builds the model, not a pickled object
+        "python_model": str(Path(__file__).with_name("detector_model.py")),
         "artifacts": {ARTIFACT_KEY: str(Path(onnx_path))},
         "signature": signature(),
         "input_example": (example, {"score": DEFAULT_SCORE}),
