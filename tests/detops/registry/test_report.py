@@ -140,3 +140,66 @@ def test_delta_flags_judge_only_comparable_figures_beyond_their_tolerance() -> N
     assert "t4_trt_ms" not in delta_flags(_row(**h100))
     cells, _ = table_cells([_row(**far), _row(**exact)])
     assert cells[0][2].endswith(" Δ") and not cells[1][2].endswith("Δ")
+
+
+class _Registry:
+    """What ``report_rows`` reads, over dicts: versions {model: {version: tags}}, champions {model:
+    version} and latency-only entries {(experiment, variant): tags}."""
+
+    def __init__(self, versions: dict, champions: dict, entries: dict) -> None:
+        self.versions, self.champions, self.entries = versions, champions, entries
+
+    def model_names(self) -> list[str]:
+        return sorted(self.versions)
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        assert alias == "champion"
+        return self.champions.get(name)
+
+    def latest_version(self, name: str) -> int | None:
+        return max(self.versions[name], default=None)
+
+    def get_version(self, name: str, version: int) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(tags=self.versions[name][version])
+
+    def newest_run_tags(self, experiment: str, tags: dict[str, str]) -> dict[str, str] | None:
+        assert tags["detops.latency_only"] == "true"
+        return self.entries.get((experiment, tags["detops.variant"]))
+
+
+def test_rows_come_from_the_champion_else_the_newest_version_else_a_latency_only_entry() -> None:
+    from detops.registry.report import report_rows
+
+    latency_only = {**TAGS, "detops.latency_only": "true"}
+    del latency_only["detops.map.ort"]
+    registry = _Registry(
+        versions={
+            "detops-damo_yolo_t": {1: {**TAGS, "detops.map.ort": "0.1"}, 2: TAGS},
+            "detops-rtdetrv2_s": {1: {**TAGS, "detops.map.ort": "0.2"}, 3: {**TAGS, "detops.map.ort": "0.3"}},
+            "detops-damo_yolo_tiny": {4: TAGS},  # not a table row: listed after the table
+        },
+        champions={"detops-damo_yolo_t": 1},
+        entries={
+            ("detops-benchmark", "damo_yolo_s"): latency_only,
+            ("detops-benchmark", "damo_yolo_t"): TAGS,
+        },
+    )
+    rows = {r.model: r for r in report_rows(client=registry)}
+    order = [r.model for r in report_rows(client=registry)]
+    assert order[:8] == [
+        "damo_yolo_t", "damo_yolo_s", "damo_yolo_m", "damo_yolo_l",
+        "rtdetrv2_s", "rtdetrv2_m", "rtdetrv2_l", "rtdetrv2_x",
+    ] and order[8:] == ["damo_yolo_tiny"]  # fmt: skip
+    assert (rows["damo_yolo_t"].source, rows["damo_yolo_t"].map) == (
+        "v1 champion",
+        10.0,
+    )  # not v2, not the entry
+    assert (rows["rtdetrv2_s"].source, rows["rtdetrv2_s"].map) == ("v3 latest, no champion", 30.0)
+    assert rows["damo_yolo_s"].source == "untrained, latency only"
+    assert rows["damo_yolo_s"].map is None and rows["damo_yolo_s"].cpu_onnx_ms == 12.5
+    assert rows["damo_yolo_m"].source == "" and rows["damo_yolo_m"].cpu_onnx_ms is None
+    assert (
+        rows["damo_yolo_tiny"].source == "v4 latest, no champion" and rows["damo_yolo_tiny"].map_pub is None
+    )
