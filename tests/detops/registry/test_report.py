@@ -203,3 +203,94 @@ def test_rows_come_from_the_champion_else_the_newest_version_else_a_latency_only
     assert (
         rows["damo_yolo_tiny"].source == "v4 latest, no champion" and rows["damo_yolo_tiny"].map_pub is None
     )
+
+
+def test_a_fully_measured_row_renders_every_cell_and_flag() -> None:
+    pub = models.get_variant("rtdetrv2_s").published
+    t4 = {"gpu_name": "Tesla T4", "batch": 1, "input_size": 640, "precision": "fp16"}
+    tags = {
+        **TAGS,
+        "detops.img_size": "640",
+        "detops.num_classes": "80",
+        "detops.eval_data": "coco_val2017",
+        "detops.map.ort": "0.455",  # 45.5 against 48.1: flagged
+        "detops.params": str(pub.params_exact + 7),  # flagged
+        "detops.gflops": repr(pub.gflops * 1.019),  # 1.9 %: within 2 %, not flagged
+        "detops.latency_ms.tensorrt": repr(pub.t4_ms_table * 1.2),  # flagged (measured on a T4)
+        "detops.latency_env.tensorrt": json.dumps(t4),
+    }
+    row = row_from_tags("rtdetrv2_s", tags, source="v7 champion", published=pub)
+    (cells,), notes = table_cells([row])
+    assert cells == [
+        "rtdetrv2_s (v7 champion)",
+        "640 (pub. 640)",
+        f"45.5 (pub. {pub.map_50_95:.1f}) Δ",
+        "12.50 [2]",
+        "9.00 [1]",
+        f"{pub.t4_ms_table * 1.2:.2f} [3] (pub. {pub.t4_ms_table:.2f}) Δ",
+        f"{(pub.params_exact + 7) / 1e6:.2f} (pub. {pub.params_m:.2f}) Δ",
+        f"{pub.gflops * 1.019:.1f} (pub. {pub.gflops:.1f})",
+    ]
+    assert notes[2] == "T4 TensorRT, Tesla T4, batch 1, 640 px, fp16; median model time"
+    assert delta_flags(row) == {"map": "-2.6 points", "params": "+7 parameters", "t4_trt_ms": "+20.0 %"}
+    # a row's source only when something was measured; a latency without its environment has no note
+    bare = row_from_tags("rtdetrv2_s", {"detops.latency_ms.ort": "3.0"}, source="v1", published=pub)
+    (bare_cells,), bare_notes = table_cells([bare])
+    assert bare_cells[0] == "rtdetrv2_s (v1)" and bare_cells[3] == "3.00" and bare_notes == []
+    assert row_from_tags("rtdetrv2_s", None, source="v1", published=pub).source == ""
+    unpublished = row_from_tags("damo_yolo_tiny", TAGS, source="v2", published=None)
+    assert (
+        unpublished.size_pub,
+        unpublished.map_pub,
+        unpublished.params_m_pub,
+        unpublished.t4_trt_ms_pub,
+    ) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    # the comparison table's T4 figure, else the authors' own
+    upstream_only = models.get_variant("rtdetrv2_m_r34").published
+    assert (
+        row_from_tags("rtdetrv2_m_r34", {}, source="", published=upstream_only).t4_trt_ms_pub
+        == upstream_only.t4_ms_upstream
+    )
+    assert row_from_tags("rtdetrv2_s", {}, source="", published=pub).t4_trt_ms_pub == pub.t4_ms_table
+
+
+def test_write_report_writes_and_logs_its_four_files(tmp_path: Path) -> None:
+    from detops.registry.report import write_report
+
+    logged: list[tuple[str, str, str | None]] = []
+
+    class Logging(_Registry):
+        def create_run(self, *, experiment: str, run_name: str, tags: dict[str, str]) -> str:
+            logged.append(("run", experiment, run_name))
+            return "r1"
+
+        def log_run_file(self, run_id: str, path: Path, *, artifact_path: str | None = None) -> None:
+            logged.append((run_id, Path(path).name, artifact_path))
+
+        def set_run_terminated(self, run_id: str) -> None:
+            logged.append(("end", run_id, None))
+
+    registry = Logging(
+        versions={"detops-damo_yolo_t": {1: TAGS}}, champions={"detops-damo_yolo_t": 1}, entries={}
+    )
+    out = write_report(tmp_path / "r", client=registry)
+    names = ["report.md", "report.html", "pareto.png", "report.json"]
+    assert out["files"] == [str(tmp_path / "r" / n) for n in names] and out["run_id"] == "r1"
+    assert logged == [
+        ("run", "detops-report", "comparison report"),
+        *[("r1", n, "report") for n in names],
+        ("end", "r1", None),
+    ]
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert text.startswith("# Detector comparison\n\n| Model |") and out["markdown"] in text
+    assert "damo_yolo_t (v1 champion)" in (tmp_path / "r" / "report.html").read_text()
+    saved = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert saved == out["rows"] and saved[0]["model"] == "damo_yolo_t" and saved[0]["source"] == "v1 champion"
+    assert (tmp_path / "r" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    logged.clear()
+    assert write_report(tmp_path / "quiet", client=registry, log=False)["run_id"] is None and logged == []
