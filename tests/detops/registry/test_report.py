@@ -278,19 +278,90 @@ def test_write_report_writes_and_logs_its_four_files(tmp_path: Path) -> None:
     registry = Logging(
         versions={"detops-damo_yolo_t": {1: TAGS}}, champions={"detops-damo_yolo_t": 1}, entries={}
     )
-    out = write_report(tmp_path / "r", client=registry)
+    out = write_report(tmp_path / "new" / "r", client=registry)  # parents created
     names = ["report.md", "report.html", "pareto.png", "report.json"]
-    assert out["files"] == [str(tmp_path / "r" / n) for n in names] and out["run_id"] == "r1"
+    assert out["files"] == [str(tmp_path / "new" / "r" / n) for n in names] and out["run_id"] == "r1"
     assert logged == [
         ("run", "detops-report", "comparison report"),
         *[("r1", n, "report") for n in names],
         ("end", "r1", None),
     ]
-    text = (tmp_path / "r" / "report.md").read_text()
+    text = (tmp_path / "new" / "r" / "report.md").read_text()
     assert text.startswith("# Detector comparison\n\n| Model |") and out["markdown"] in text
-    assert "damo_yolo_t (v1 champion)" in (tmp_path / "r" / "report.html").read_text()
-    saved = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert "damo_yolo_t (v1 champion)" in (tmp_path / "new" / "r" / "report.html").read_text()
+    saved = json.loads((tmp_path / "new" / "r" / "report.json").read_text())
     assert saved == out["rows"] and saved[0]["model"] == "damo_yolo_t" and saved[0]["source"] == "v1 champion"
-    assert (tmp_path / "r" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    logged.clear()
-    assert write_report(tmp_path / "quiet", client=registry, log=False)["run_id"] is None and logged == []
+    assert (tmp_path / "new" / "r" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    logged.clear()  # again into the same directory, not logged
+    assert write_report(tmp_path / "new" / "r", client=registry, log=False)["run_id"] is None and logged == []
+
+
+NOTE_OV = "CPU OpenVINO, Test CPU, logical cores 2, batch 1, 256 px, fp32; median model time"
+NOTE_ORT = "CPU ONNX Runtime, Test CPU, logical cores 2, batch 1, 256 px, fp32; median model time"
+TOLERANCE_LINE = (
+    "Δ differs from the published figure beyond the tolerance: mAP by more than 0.3 points (measured on "
+    "COCO val2017 only), params by any amount and GFLOPs by more than 2 % (80-class models), T4 TensorRT "
+    "latency by more than 10 % (measured on a T4)."
+)
+
+
+def test_the_markdown_table_exactly() -> None:
+    rows = _rows()
+    rows[1] = row_from_tags("rtdetrv2_s", {"detops.latency_ms.ort": "3"}, source="a|b", published=None)
+    assert markdown_table(rows) == (
+        "| Model | size | mAP 50-95 | CPU ONNX ms | CPU OpenVINO ms | T4 TensorRT ms | params M | GFLOPs |\n"
+        "|---|---|---|---|---|---|---|---|\n"
+        "| damo_yolo_t (v2 champion) | 256 (pub. 640) | 18.1 (pub. 42.0) | 12.50 [2] | 9.00 [1] | (pub. 2.32) "
+        "| 8.48 (pub. 8.50) | 18.0 (pub. 18.1) |\n"
+        "| rtdetrv2_s (a\\|b) |  |  | 3.00 |  |  |  |  |\n"
+        "\n"
+        "Measured figures come from the registry (mAP 50:95 of the ONNX artifact on the run's val split, in %); "
+        "(pub. X) are the authors' COCO val2017 figures at 640 px; blank = not measured yet.\n"
+        f"{TOLERANCE_LINE}\n[1] {NOTE_OV}\n[2] {NOTE_ORT}\n"
+    )
+
+
+def test_the_html_page_exactly() -> None:
+    head = "".join(f"<th>{h}</th>" for h in HEADERS)
+    cells = [
+        "damo_yolo_t (v2 champion)",
+        "256 (pub. 640)",
+        "18.1 (pub. 42.0)",
+        "12.50 [2]",
+        "9.00 [1]",
+        "(pub. 2.32)",
+        "8.48 (pub. 8.50)",
+        "18.0 (pub. 18.1)",
+    ]
+    page = html_report(_rows()[:1])
+    assert page == (
+        "<!doctype html><html><head><meta charset='utf-8'><title>detops comparison report</title>"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
+        "td,th{border:1px solid #999;padding:4px 8px;text-align:right}td:first-child{text-align:left}</style>"
+        f"</head><body><h1>Detector comparison</h1><table><thead><tr>{head}</tr></thead><tbody>"
+        "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr></tbody></table>"
+        "<p>(pub. X): the authors' COCO val2017 figures at 640 px; blank: not measured; measured mAP is on "
+        f"the run's own val split.</p><p>{TOLERANCE_LINE}</p><ol><li>{NOTE_OV}</li><li>{NOTE_ORT}</li></ol>"
+        '<p><img src="pareto.png" alt="mAP against latency"></p></body></html>\n'
+    )
+    assert "<img" not in html_report(_rows()[:1], chart=None)
+    escaped = html_report([row_from_tags("x<y", {"detops.latency_ms.ort": "1"}, source="", published=None)])
+    assert "<td>x&lt;y</td>" in escaped
+
+
+def test_a_latency_note_names_every_part_of_its_environment() -> None:
+    env = {
+        "cpu_model": "Xeon",
+        "cpu_cores_logical": 2,
+        "threads": 1,
+        "gpu_name": "",
+        "batch": 4,
+        "input_size": 320,
+        "precision": "bf16",
+        "platform": "Linux-6",
+    }
+    tags = {"detops.latency_ms.ort": "2", "detops.latency_env.ort": json.dumps(env)}
+    _, notes = table_cells([row_from_tags("m", tags, source="", published=None)])
+    assert notes == [
+        "CPU ONNX Runtime, Xeon, logical cores 2, threads 1, batch 4, 320 px, bf16, Linux-6; median model time"
+    ]
