@@ -89,6 +89,10 @@ def test_chart_series_and_png(tmp_path: Path) -> None:
     assert series["ort"] == [("damo_yolo_t", 12.5, series["ort"][0][2])]
     assert series["openvino"][0][1] == 9.0
     assert "tensorrt" not in series  # nothing measured there
+    on_t4 = row_from_tags(
+        "damo_yolo_t", {**TAGS, "detops.latency_ms.tensorrt": "2.5"}, source="", published=None
+    )
+    assert chart_series([on_t4])["tensorrt"] == [("damo_yolo_t", 2.5, on_t4.map)]
     assert {m for m, _, _ in series["published"]} == {"damo_yolo_t", "rtdetrv2_s"}
     out = pareto_chart(_rows(), tmp_path / "p.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
@@ -233,6 +237,11 @@ def test_a_fully_measured_row_renders_every_cell_and_flag() -> None:
     ]
     assert notes[2] == "T4 TensorRT, Tesla T4, batch 1, 640 px, fp16; median model time"
     assert delta_flags(row) == {"map": "-2.6 points", "params": "+7 parameters", "t4_trt_ms": "+20.0 %"}
+    heavy = row_from_tags(
+        "rtdetrv2_s", {**tags, "detops.gflops": repr(pub.gflops * 1.5)}, source="", published=pub
+    )
+    assert delta_flags(heavy)["gflops"] == "+50.0 %"
+    assert table_cells([heavy])[0][0][7] == f"{pub.gflops * 1.5:.1f} (pub. {pub.gflops:.1f}) Δ"
     # a row's source only when something was measured; a latency without its environment has no note
     bare = row_from_tags("rtdetrv2_s", {"detops.latency_ms.ort": "3.0"}, source="v1", published=pub)
     (bare_cells,), bare_notes = table_cells([bare])
@@ -344,7 +353,9 @@ def test_the_html_page_exactly() -> None:
         f"the run's own val split.</p><p>{TOLERANCE_LINE}</p><ol><li>{NOTE_OV}</li><li>{NOTE_ORT}</li></ol>"
         '<p><img src="pareto.png" alt="mAP against latency"></p></body></html>\n'
     )
-    assert "<img" not in html_report(_rows()[:1], chart=None)
+    assert html_report(_rows()[:1], chart=None).endswith(f"<li>{NOTE_ORT}</li></ol></body></html>\n")
+    two = html_report(_rows())
+    assert "</td></tr><tr><td>rtdetrv2_s</td>" in two  # rows follow each other directly
     escaped = html_report([row_from_tags("x<y", {"detops.latency_ms.ort": "1"}, source="", published=None)])
     assert "<td>x&lt;y</td>" in escaped
 
