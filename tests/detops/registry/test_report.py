@@ -207,6 +207,8 @@ def test_rows_come_from_the_champion_else_the_newest_version_else_a_latency_only
     assert (
         rows["damo_yolo_tiny"].source == "v4 latest, no champion" and rows["damo_yolo_tiny"].map_pub is None
     )
+    # table rows carry their variant's published figures
+    assert (rows["damo_yolo_t"].map_pub, rows["rtdetrv2_x"].map_pub) == (42.0, 54.3)
 
 
 def test_a_fully_measured_row_renders_every_cell_and_flag() -> None:
