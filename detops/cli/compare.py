@@ -81,17 +81,14 @@ def reproduce_cmd(
     import os
 
     from detops.logs import setup_logging
-    from detops.registry.latency_only import resolve_variants
+    from detops.registry.latency_only import check_backends, resolve_variants
     from detops.registry.reproduce import check_coco2017, release_files
     from detops.settings import get_settings
 
     if not profile_seconds > 0:
         raise DetopsError(f"--profile-seconds must be > 0, got {profile_seconds}")
     names = resolve_variants(_names(variants, "--variants"))
-    wanted = _names(backends, "--backends")
-    bad = [b for b in wanted if b not in ("ort", "openvino", "tensorrt")]
-    if bad:
-        raise DetopsError(f"--backends: unknown backend {bad[0]!r}; valid: ort, openvino, tensorrt")
+    wanted = check_backends(_names(backends, "--backends"))
     check_coco2017(coco)  # refused here, before Prefect starts
     found = release_files(weights_dir, names)
     typer.echo("release files: " + ", ".join(f"{v} <- {p.name}" for v, p in found.items()))

@@ -11,7 +11,6 @@ nothing: each variant's figures go to one MLflow run in experiment ``detops-benc
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,17 +38,6 @@ class LatencyEntry:
     run_id: str | None = None
 
 
-def model_size(model: Any, variant: str) -> dict[str, float]:
-    """Params and GFLOPs (640x640) of ``model``, counted the way ``variant``'s family publishes them."""
-    import models
-
-    family = models.family_module(variant)
-    return {
-        "params": float(family.count_params(model)),
-        "gflops": round(float(family.count_gflops(model, image_size=640)), 3),
-    }
-
-
 def resolve_variants(names: Sequence[str]) -> list[str]:
     """``["all"]`` -> every variant of the comparison table (those with published figures), in table
     order; otherwise the names, each checked (``DetopsError`` naming a bad one and the valid ones)."""
@@ -62,6 +50,17 @@ def resolve_variants(names: Sequence[str]) -> list[str]:
     for name in names:
         if name not in models.VARIANT_TABLE:
             raise DetopsError(f"--variants: unknown variant {name!r}; valid: all, {', '.join(table)}")
+    return list(names)
+
+
+def check_backends(names: Sequence[str]) -> list[str]:
+    """``names`` when each is a backend a latency can be measured on; ``DetopsError`` naming the first
+    that is not."""
+    from detops.registry.policy import BACKENDS
+
+    unknown = [b for b in names if b not in BACKENDS]
+    if unknown:
+        raise DetopsError(f"--backends: unknown backend {unknown[0]!r}; valid: {', '.join(BACKENDS)}")
     return list(names)
 
 
@@ -79,17 +78,15 @@ def benchmark_untrained(
     ``img_size``; each recorded in MLflow as it is done (``on_entry`` is called then)."""
     import models
     from detops.deploy.exporting import export_artifact
-    from detops.deploy.profile import profile_runner
-    from detops.deploy.runners.base import load_runner
+    from detops.deploy.pipeline import profile_run
     from detops.deploy.tensorrt.build import build_engine, tensorrt_status
     from detops.registry.client import RegistryClient
+    from detops.registry.register import model_size
     from detops.settings import get_settings
 
     settings = settings or get_settings()
     client = client or RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
-    unknown = [b for b in backends if b not in ("ort", "openvino", "tensorrt")]
-    if unknown:
-        raise DetopsError(f"--backends: unknown backend {unknown[0]!r}; valid: ort, openvino, tensorrt")
+    check_backends(backends)
     for name in variants:
         try:
             models.check_input_size(models.get_variant(name), img_size)
@@ -102,29 +99,17 @@ def benchmark_untrained(
         log.info("%-12s exporting the untrained model at %d px", variant, img_size)
         export, _ = export_artifact(variant, out=work / "model.onnx", image_size=img_size, batch=1)
         sizes = model_size(models.build_model(variant, num_classes=80).eval(), variant)
-        profiles: dict[str, dict[str, Any]] = {}
-        for backend in [b for b in backends if b != "tensorrt"]:
-            profiles[backend] = profile_runner(
-                load_runner(export.path, backend=backend),
-                artifact=str(export.path),
-                batch=1,
-                warmup=3,
-                seconds=seconds,
-            )
-            log.info("%-12s %s: median %.2f ms", variant, backend, profiles[backend]["model"]["median_ms"])
+        artifacts = {b: str(export.path) for b in backends if b != "tensorrt"}
         unavailable = {}
         if "tensorrt" in backends:
             if trt["available"]:
-                engine = build_engine(export.path, precision="fp16").engine
-                profiles["tensorrt"] = profile_runner(
-                    load_runner(engine, backend="tensorrt"),
-                    artifact=str(engine),
-                    batch=1,
-                    warmup=3,
-                    seconds=seconds,
-                )
+                artifacts["tensorrt"] = str(build_engine(export.path, precision="fp16").engine)
             else:
                 unavailable["tensorrt"] = str(trt["detail"])
+        profiles = {
+            backend: profile_run({"onnx": path, "variant": variant}, backend=backend, seconds=seconds)
+            for backend, path in artifacts.items()
+        }
         entry = LatencyEntry(
             variant=variant,
             img_size=img_size,
@@ -147,7 +132,7 @@ def _record(
     from dataclasses import replace
 
     from detops.fileio import write_json
-    from detops.registry.register import env_summary
+    from detops.registry.register import latency_tags
 
     tags = {
         T.VARIANT: entry.variant,
@@ -157,10 +142,8 @@ def _record(
         "detops.num_classes": "80",
         T.PARAMS: str(entry.params),
         T.GFLOPS: T.fmt_float(entry.gflops),
+        **latency_tags(profiles),
     }
-    for backend, prof in profiles.items():
-        tags[T.latency_tag(backend)] = T.fmt_float(float(prof["model"]["median_ms"]))
-        tags[T.latency_env_tag(backend)] = json.dumps(env_summary(prof), sort_keys=True)[:4900]
     for backend, why in entry.unavailable.items():
         tags[f"detops.unavailable.{backend}"] = why[:4900]
     run_id = client.create_run(

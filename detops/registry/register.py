@@ -121,11 +121,21 @@ def _example_image(data_root: Path, split: str, *, max_side: int = 160) -> bytes
     return bytes(encoded.tobytes())
 
 
+def model_size(model: Any, variant: str) -> dict[str, float]:
+    """Params and GFLOPs (640x640) of ``model``, counted the way ``variant``'s family publishes them."""
+    import models
+
+    family = models.family_module(variant)
+    return {
+        "params": float(family.count_params(model)),
+        "gflops": round(float(family.count_gflops(model, image_size=640)), 3),
+    }
+
+
 def _measure(best: Path, *, variant: str, num_classes: int) -> dict[str, float]:
     """Params and GFLOPs (640x640) of the trained model, counted the way its family publishes them."""
     import models
     from detops.engine.checkpoint import model_weights
-    from detops.registry.latency_only import model_size
     from detops.weights import load_checkpoint_file
 
     model = models.build_model(variant, num_classes=num_classes).eval()
@@ -357,10 +367,9 @@ def _register_checkpoint(
     }
     for backend, ev in evaluations.items():
         version_tags[T.map_tag(backend)] = T.fmt_float(float(ev["AP"]))
+    version_tags.update(latency_tags(profiles))
     for backend, prof in profiles.items():
-        version_tags[T.latency_tag(backend)] = T.fmt_float(float(prof["model"]["median_ms"]))
         version_tags[f"detops.latency_e2e_ms.{backend}"] = T.fmt_float(float(prof["end_to_end"]["median_ms"]))
-        version_tags[T.latency_env_tag(backend)] = json.dumps(env_summary(prof), sort_keys=True)[:4900]
 
     if run_id is None or not client.run_exists(run_id):
         run_tags = {T.VARIANT: variant, **{k: v for k, v in tags.items() if k in (T.RUN_DIR, T.SOURCE)}}
@@ -394,6 +403,16 @@ def _summary_field(run_dir: Path, key: str) -> Any:
         return json.loads((run_dir / "summary.json").read_text()).get(key, "")
     except (OSError, json.JSONDecodeError):
         return ""
+
+
+def latency_tags(profiles: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Per backend of ``profiles`` ({backend: profile}): the median model time and its environment,
+    as the tags the report and selection read."""
+    tags: dict[str, str] = {}
+    for backend, prof in profiles.items():
+        tags[T.latency_tag(backend)] = T.fmt_float(float(prof["model"]["median_ms"]))
+        tags[T.latency_env_tag(backend)] = json.dumps(env_summary(prof), sort_keys=True)[:4900]
+    return tags
 
 
 def env_summary(profile: dict[str, Any]) -> dict[str, Any]:
