@@ -32,7 +32,6 @@ def plan_run(
     The run directory is derived from the key, so a retried or repeated run finds its checkpoints.
     ``on_pool`` (a run of the ``train`` deployment, on a machine a retry may not get back): no run
     directory (``None``); the training uses a scratch one and keeps its state in the artifact store."""
-    from pathlib import Path
 
     import detops
     import models
@@ -84,31 +83,15 @@ def train(plan: dict[str, Any], gpus: int = 1) -> dict[str, Any]:
     rather than started again, in the same MLflow run. A plan without a run directory (``on_pool``)
     trains in a scratch directory removed afterwards, uploads its state after every epoch and, on a
     retry, resumes from the last state its MLflow run holds."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     from detops.data.versioning import dataset_root_for
     from detops.settings import get_settings
-    from detops.tracking.resume import RUN_KEY_TAG, restore_training_state
+    from detops.tracking.resume import RUN_KEY_TAG, attempt_dir
     from tasks.runtime import flow_run_tags
 
     settings = get_settings()
     on_pool = plan["run_dir"] is None
-    if on_pool:
-        (scratch := Path(settings.home) / "scratch").mkdir(parents=True, exist_ok=True)
-        run_dir = Path(tempfile.mkdtemp(prefix=f"train-{plan['variant']}-", dir=scratch))
-    else:
-        run_dir = Path(plan["run_dir"])
-    try:
-        resumed = (run_dir / "last.pt").is_file() or (
-            on_pool
-            and restore_training_state(plan["key"], variant=plan["variant"], run_dir=run_dir) is not None
-        )
-        if resumed:
-            logging.getLogger("detops").info(
-                "%s: resuming from epoch %s of an earlier attempt", plan["variant"], _epoch_of(run_dir)
-            )
+    where = attempt_dir(plan["run_dir"], run_key=plan["key"], variant=plan["variant"], settings=settings)
+    with where as (run_dir, resumed):
         launch = _Launch(
             run_dir=run_dir,
             data_root=dataset_root_for(plan["dataset"], settings=settings),
@@ -117,18 +100,9 @@ def train(plan: dict[str, Any], gpus: int = 1) -> dict[str, Any]:
             upload_last=on_pool,
         )
         summary = _train_under_torchrun(plan, launch, gpus=gpus) if gpus > 1 else _train_here(plan, launch)
-    finally:
-        if on_pool:
-            shutil.rmtree(run_dir, ignore_errors=True)
     if on_pool:  # gone with the scratch directory: the next steps go by MLflow run id
         summary = {**summary, "run_dir": None, "checkpoints": None}
     return {**summary, "key": plan["key"], "resumed": resumed}
-
-
-def _epoch_of(run_dir: Path) -> int:
-    """The epochs ``run_dir``'s ``last.pt`` has done (the history's length)."""
-    history = run_dir / "metrics.jsonl"
-    return len(history.read_text().splitlines()) if history.is_file() else 0
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,12 @@ files back into an empty run directory, with the run's id, so ``resume`` continu
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ one planned training, however many attempts it took."""
 
 CHECKPOINT_DIR = "checkpoints"
 HISTORY = "metrics.jsonl"
+log = logging.getLogger(__name__)
 
 
 def upload_training_state(client: Any, run_id: str, run_dir: Path, *, best_changed: bool) -> None:
@@ -83,3 +88,40 @@ def restore_training_state(
                     os.replace(path, run_dir / Path(path).name)
             return str(run.info.run_id)
     return None
+
+
+@contextmanager
+def attempt_dir(
+    run_dir: str | Path | None, *, run_key: str, variant: str, settings: Settings | None = None
+) -> Iterator[tuple[Path, bool]]:
+    """Where one attempt of a planned training runs, and whether it resumes an earlier one.
+
+    With a ``run_dir``: that directory, resumed when it holds a ``last.pt``. Without one (a run of the
+    ``train`` deployment, whose retry may land on another machine): a fresh scratch directory under
+    ``<home>/scratch``, filled from the artifact store when an earlier attempt left its state there
+    (``restore_training_state``), and removed when the block ends, whatever happened in it."""
+    settings = settings or get_settings()
+    if run_dir is not None:
+        path = Path(run_dir)
+        resumed = (path / "last.pt").is_file()
+        _log_resume(variant, path, resumed)
+        yield path, resumed
+        return
+    scratch = Path(settings.home) / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"train-{variant}-", dir=scratch))
+    try:
+        resumed = (
+            restore_training_state(run_key, variant=variant, run_dir=path, settings=settings) is not None
+        )
+        _log_resume(variant, path, resumed)
+        yield path, resumed
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _log_resume(variant: str, run_dir: Path, resumed: bool) -> None:
+    if resumed:
+        history = run_dir / HISTORY
+        epochs = len(history.read_text().splitlines()) if history.is_file() else 0
+        log.info("%s: resuming from epoch %s of an earlier attempt", variant, epochs)
