@@ -24,7 +24,6 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], *, timeout: float) -> N
                 return
         except (urllib.error.URLError, OSError):
             time.sleep(0.5)
-    proc.terminate()
     raise DetopsError(f"detops ui: no answer from {url} within {timeout:.0f} s")
 
 
@@ -36,6 +35,7 @@ def ui(
     """Start the MLflow UI on the configured tracking store and print its URL (Ctrl-C stops it).
 
     With a remote tracking server (DETOPS_MLFLOW_TRACKING_URI=http...), prints that server's URL."""
+    from detops.server_process import server_group
     from detops.settings import get_settings
     from detops.tracking.ui import ensure_store_dir, is_remote, server_env, ui_command
 
@@ -47,20 +47,14 @@ def ui(
         raise DetopsError(f"--port: must be 1..65535, got {port}")
     ensure_store_dir(settings)
     url = f"http://{host}:{port}"
-    proc = subprocess.Popen(ui_command(settings, host=host, port=port), env=server_env())
-    try:
-        _wait_ready(url, proc, timeout=timeout)
-        typer.echo(f"MLflow UI: {url}  (store {settings.mlflow_tracking_uri}; Ctrl-C to stop)")
-        proc.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    # the server's workers are its children: the whole group is stopped when this command ends
+    with server_group(ui_command(settings, host=host, port=port), env=server_env()) as proc:
+        try:
+            _wait_ready(url, proc, timeout=timeout)
+            typer.echo(f"MLflow UI: {url}  (store {settings.mlflow_tracking_uri}; Ctrl-C to stop)")
+            proc.wait()
+        except KeyboardInterrupt:
+            pass
 
 
 def register(app: typer.Typer) -> None:

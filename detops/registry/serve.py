@@ -10,7 +10,6 @@ detops installed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
@@ -102,49 +101,21 @@ def served_version(uri: str, *, settings: Any) -> tuple[str, int] | None:
 def run_server(command: list[str], *, env: Mapping[str, str], stop_timeout: float = 15.0) -> int:
     """Run the server ``command`` until it exits, Ctrl-C or SIGTERM; returns its exit code (0 when
     stopped). The server runs in its own process group, stopped as a whole (SIGTERM, then SIGKILL
-    after ``stop_timeout`` s): ``mlflow models serve`` starts uvicorn as a child, which would outlive
-    a signal sent to MLflow's process alone."""
+    after ``stop_timeout`` s; see :mod:`detops.server_process`): ``mlflow models serve`` starts
+    uvicorn as a child, which would outlive a signal sent to MLflow's process alone."""
     import signal
-    import subprocess
+
+    from detops.server_process import server_group
 
     def _interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    proc = subprocess.Popen(command, env=dict(env), start_new_session=True)
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        return 0
+        with server_group(command, env=env, stop_timeout=stop_timeout) as proc:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:
+                return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if proc.poll() is None or _group_alive(proc.pid):
-            _stop_group(proc, timeout=stop_timeout)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _stop_group(proc: Any, *, timeout: float) -> None:
-    """SIGTERM the process group of ``proc``; SIGKILL what is left of it after ``timeout`` s."""
-    import signal
-    import time
-
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        proc.poll()  # reap the leader, so that a group of zombies does not count as alive
-        if not _group_alive(proc.pid):
-            return
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
