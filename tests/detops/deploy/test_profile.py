@@ -7,7 +7,14 @@ import math
 
 import pytest
 
-from detops.deploy.profile import PROFILE_SCHEMA, percentile, profile_runner, summarize, time_runs
+from detops.deploy.profile import (
+    POSTPROCESS_ITERS,
+    PROFILE_SCHEMA,
+    percentile,
+    profile_runner,
+    summarize,
+    time_runs,
+)
 
 
 class FakeClock:
@@ -70,6 +77,10 @@ def test_profile_json_follows_schema(tiny_artifacts, capsys, tmp_path):
     result = profile_runner(runner, artifact="a.onnx", batch=2, warmup=1, iters=3)
     jsonschema.validate(result, PROFILE_SCHEMA)
     assert result["model"]["n"] == 3 and result["end_to_end"]["batch"] == 2
+    assert result["postprocess"]["n"] == 3
+    # timed by seconds: the post-processing runs a fixed number of times instead of for that long
+    timed = profile_runner(runner, artifact="a.onnx", batch=1, warmup=0, seconds=0.05)
+    assert timed["postprocess"]["n"] == POSTPROCESS_ITERS
     assert result["environment"]["threads"] == 1 and result["environment"]["versions"]["onnxruntime"]
     broken = {k: v for k, v in result.items() if k != "end_to_end"}
     with pytest.raises(jsonschema.ValidationError):
