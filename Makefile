@@ -34,12 +34,13 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-# Mutation testing over the maths and augmentation files ([tool.mutmut] in pyproject.toml; slow, not
-# part of `make test`). MUTANTS narrows the run, e.g. MUTANTS='models.nms*'; see tests/MUTATION.md.
+# Mutation testing over the maths, augmentation and platform files ([tool.mutmut] in pyproject.toml;
+# slow, not part of `make test`). MUTANTS narrows the run, e.g. MUTANTS='models.nms*'; see
+# tests/MUTATION.md. One MLflow server serves every mutant's tests (tests/servers.py with-mlflow).
 MUTMUT_CHILDREN ?= 2
 MUTANTS ?=
 mutation: $(BIN)/.installed
-	$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
+	$(BIN)/python -P tests/servers.py with-mlflow $(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
 	$(BIN)/mutmut results
 	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
 

@@ -146,7 +146,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     for name, start in _SERVER_STARTS.items():
-        if name in used:
+        if name in used and not (name == "mlflow_server" and servers.shared_mlflow_server()):
             _starting[name] = _starter.submit(start)
 
 
@@ -159,6 +159,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def _session_server(name: str) -> Iterator[Any]:
+    shared = servers.shared_mlflow_server() if name == "mlflow_server" else None
+    if shared is not None:
+        yield shared
+        return
     future = _starting.pop(name, None)
     server = future.result() if future is not None else _SERVER_STARTS[name]()
     try:

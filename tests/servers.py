@@ -70,7 +70,7 @@ class _Server:
     """A server process started here, its working directory ``root`` (holding ``server.log``)."""
 
     root: Path
-    proc: subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes] | None
     env: dict[str, str] = field(default_factory=dict)
     own_root: bool = True
 
@@ -80,7 +80,10 @@ class _Server:
         return self.root / "server.log"
 
     def stop(self) -> None:
-        """Stop the server and remove its directory (when it created it)."""
+        """Stop the server and remove its directory (when it created it); a shared server (no
+        ``proc`` here) is left running for its owner."""
+        if self.proc is None:
+            return
         _stop_process(self.proc)
         if self.own_root:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -425,3 +428,34 @@ def wait_text(driver: Any, needles: list[str], *, timeout: float = 120.0) -> str
         return text if all(n in text for n in needles) else False
 
     return str(WebDriverWait(driver, timeout, poll_frequency=1.0).until(seen))
+
+
+# `make mutation` runs pytest once per mutant: a fresh session each time, which would start its own
+# MLflow server (about 15 s on 2 cores) for every mutant of the registry. `python -P tests/servers.py
+# with-mlflow CMD...` starts one server, runs CMD with these two variables set, and stops it; the
+# `mlflow_server` fixture then hands out that server instead of starting one.
+SHARED_MLFLOW_URL = "DETOPS_TEST_MLFLOW_URL"
+SHARED_MLFLOW_ROOT = "DETOPS_TEST_MLFLOW_ROOT"
+
+
+def shared_mlflow_server() -> MlflowServer | None:
+    """The server that ``with-mlflow`` started for this process tree, or None."""
+    url, root = os.environ.get(SHARED_MLFLOW_URL), os.environ.get(SHARED_MLFLOW_ROOT)
+    if not url or not root:
+        return None
+    return MlflowServer(url=url, root=Path(root), proc=None, own_root=False)
+
+
+def _with_mlflow(cmd: list[str]) -> int:
+    server = start_mlflow_server()
+    try:
+        env = {**os.environ, SHARED_MLFLOW_URL: server.url, SHARED_MLFLOW_ROOT: str(server.root)}
+        return subprocess.run(cmd, env=env, check=False).returncode
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] != "with-mlflow":
+        sys.exit("usage: python -P tests/servers.py with-mlflow CMD [ARG ...]")
+    sys.exit(_with_mlflow(sys.argv[2:]))
