@@ -33,6 +33,7 @@ from detops.cli import (
     weights,
 )
 from detops.errors import DetopsError, worker_message
+from detops.tracking.credentials import without_userinfo
 
 app = typer.Typer(
     name="detops",
@@ -72,8 +73,9 @@ def _root(
 
 
 def _one_line(exc: BaseException) -> str:
-    """The first line of an exception's message (a DataLoader worker's: the worker's own message)."""
-    text = worker_message(str(exc)).strip()
+    """The first line of an exception's message (a DataLoader worker's: the worker's own message),
+    with any URL's ``user:password@`` removed (MLflow's request errors quote the tracking URI)."""
+    text = without_userinfo(worker_message(str(exc))).strip()
     return text.splitlines()[0] if text else ""
 
 

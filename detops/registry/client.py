@@ -106,11 +106,13 @@ class RegistryClient:
         from mlflow import MlflowClient
 
         from detops.settings import get_settings
+        from detops.tracking.credentials import keep_credentials_off_stdout
 
         settings = get_settings()
         if tracking_uri is None:
             tracking_uri = settings.mlflow_tracking_uri
         self.tracking_uri = tracking_uri
+        keep_credentials_off_stdout(tracking_uri)
         # On a local store, experiments this client creates keep artifacts under <home>/mlartifacts
         # (as training runs do), never in the working directory.
         self._artifact_location = local_artifact_root(
@@ -392,9 +394,9 @@ class RegistryClient:
     @property
     def display_uri(self) -> str:
         """The tracking URI without any ``user:password@`` part, for messages."""
-        import re
+        from detops.tracking.credentials import without_userinfo
 
-        return re.sub(r"//[^/@]*@", "//", self.tracking_uri)
+        return without_userinfo(self.tracking_uri)
 
     def run_experiment_id(self, run_id: str) -> str:
         """The experiment id of run ``run_id``."""

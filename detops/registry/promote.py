@@ -36,6 +36,7 @@ from detops.registry import tags as T
 from detops.registry.client import CHALLENGER, CHAMPION, RegistryClient, model_name, whoami
 from detops.registry.gates import GateResult
 from detops.registry.policy import Candidate, Policy
+from detops.tracking.credentials import without_userinfo
 
 
 @dataclass(frozen=True)
@@ -231,9 +232,8 @@ def promote(
                 client, name, champion=previous_champion, challenger=previous_challenger, history=history
             )
             with contextlib.suppress(Exception):
-                client.write_audit(
-                    {**record, "decision": "aborted", "why": f"{type(exc).__name__}: {exc}", "when": _now()}
-                )
+                why = without_userinfo(f"{type(exc).__name__}: {exc}")  # MLflow's errors quote the URI
+                client.write_audit({**record, "decision": "aborted", "why": why, "when": _now()})
             raise
     return Decision(
         name, version, "promote", decision, tuple(results), previous_champion, champion, audit_run, challenger

@@ -9,6 +9,7 @@ values are never passed to a logger, a tag, a param or a file.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,6 +17,26 @@ from detops.settings import Settings
 
 USERNAME_VAR = "MLFLOW_TRACKING_USERNAME"
 PASSWORD_VAR = "MLFLOW_TRACKING_PASSWORD"
+# the ``user:password@`` of a URL (``scheme://user:password@host/...``), wherever it is in a text
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def without_userinfo(text: str) -> str:
+    """``text`` with every URL's ``user:password@`` part removed: for a tracking URI in a message,
+    and for an exception's message that may quote one (MLflow's request errors do)."""
+    return _USERINFO.sub("", text)
+
+
+# MLflow prints each run it ends as "View run NAME at: URL", the URL built from the tracking URI
+LINKS_OFF_VAR = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+
+
+def keep_credentials_off_stdout(uri: str) -> None:
+    """For a tracking URI with a ``user:password@`` part, turn MLflow's run links off in this
+    process: they would print the password. (Credentials given as settings are sent as headers and
+    never appear in a URL, so the links stay.)"""
+    if without_userinfo(uri) != uri:
+        os.environ[LINKS_OFF_VAR] = "true"
 
 
 def credential_env(settings: Settings) -> dict[str, str]:
@@ -33,6 +54,7 @@ def tracking_env(settings: Settings) -> Iterator[str]:
     """Within the block, MLflow authenticates with the settings' credentials; yields the tracking URI.
 
     Only the variables the settings define are touched; on exit each is restored (or removed)."""
+    keep_credentials_off_stdout(settings.mlflow_tracking_uri)
     env = credential_env(settings)
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)

@@ -17,7 +17,7 @@ from typing import Any
 from detops.errors import DetopsError
 from detops.fileio import atomic_open
 from detops.settings import Settings, get_settings
-from detops.tracking.credentials import tracking_env
+from detops.tracking.credentials import tracking_env, without_userinfo
 
 RUN_ID_FILE = "mlflow_run_id"
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -146,7 +146,7 @@ def log_to_run(
                 else:
                     raise DetopsError(f"artifact {p}: no such file or directory")
         except MlflowException as exc:
-            raise DetopsError(f"MLflow run {run_id} at {_safe_uri(uri)}: {exc.message}") from None
+            raise DetopsError(f"MLflow run {run_id} at {without_userinfo(uri)}: {exc.message}") from None
 
 
 BEST_CHECKPOINT = "checkpoints/best.pt"
@@ -175,16 +175,11 @@ def fetch_run_artifact(
             local = MlflowClient(tracking_uri=uri).download_artifacts(run_id, artifact, tmp)
         except MlflowException as exc:
             raise DetopsError(
-                f"MLflow run {run_id} at {_safe_uri(uri)}: cannot fetch {artifact}: {exc.message}"
+                f"MLflow run {run_id} at {without_userinfo(uri)}: cannot fetch {artifact}: {exc.message}"
             ) from None
         except OSError as exc:
             raise DetopsError(
-                f"MLflow run {run_id} at {_safe_uri(uri)}: cannot fetch {artifact}: {exc}"
+                f"MLflow run {run_id} at {without_userinfo(uri)}: cannot fetch {artifact}: {exc}"
             ) from None
         os.replace(local, target)  # the temporary directory is beside the target: one atomic rename
     return target
-
-
-def _safe_uri(uri: str) -> str:
-    """``uri`` without any ``user:password@`` part, for messages."""
-    return re.sub(r"//[^/@]*@", "//", uri)

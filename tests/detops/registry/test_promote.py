@@ -16,7 +16,7 @@ import pytest
 from detops.errors import DetopsError
 from detops.registry import tags as T
 from detops.registry.client import CHALLENGER, CHAMPION, RegistryClient, model_name
-from detops.registry.policy import Policy
+from detops.registry.policy import BACKENDS, Policy
 from detops.registry.promote import challenger_for, promote, refresh_challenger, rollback
 
 
@@ -382,3 +382,196 @@ def test_cli_promote_rollback_and_select(
         assert _aliases(client, variant)[0] == v1
     finally:
         get_settings.cache_clear()
+
+
+def _add_on(
+    client: RegistryClient, run_id: str, variant: str, figures: dict[str, tuple[float, float]]
+) -> int:
+    """A version measured on the backends of ``figures`` ({backend: (artifact mAP, latency ms)}); its
+    checkpoint's mAP is the first backend's."""
+    tags = {T.DATA_VALID: "true", T.MAP_CHECKPOINT: T.fmt_float(next(iter(figures.values()))[0])}
+    for backend, (map_, ms) in figures.items():
+        tags[T.map_tag(backend)] = T.fmt_float(map_)
+        tags[T.latency_tag(backend)] = T.fmt_float(ms)
+    version = client.create_version(
+        model_name(variant), source=f"runs:/{run_id}/model", run_id=run_id, tags=tags
+    )
+    refresh_challenger(client, model_name(variant))
+    return version
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_promotion_and_selection_judge_the_backend_the_policy_names(
+    client: RegistryClient, source_run: str, backend: str
+) -> None:
+    """Every figure a gate or the selection reads is the named backend's: another backend's better
+    figures never promote a version, and a version without figures on it is refused on both gates."""
+    from detops.registry.select import select
+
+    variant = _variant()
+    name = model_name(variant)
+    other = next(b for b in BACKENDS if b != backend)
+    policy = Policy(backend=backend, map_tolerance=0.01, max_accuracy_drop=0.02, latency_budget_ms=50.0)
+    v1 = _add_on(client, source_run, variant, {backend: (0.30, 20.0), other: (0.10, 900.0)})
+    first = promote(variant, policy=policy, client=client)
+    assert first.decision == "promoted"
+    gates = {g.name: g for g in first.gates}
+    assert (gates["map"].value, gates["latency"].value, gates["latency"].threshold) == (0.30, 20.0, 50.0)
+
+    worse = _add_on(client, source_run, variant, {backend: (0.28, 20.0), other: (0.90, 1.0)})
+    refused = promote(variant, policy=policy, client=client)
+    assert (refused.version, refused.decision) == (worse, "rejected")
+    gates = {g.name: g for g in refused.gates}
+    assert [g.name for g in refused.gates if not g.passed] == ["map"]
+    assert (gates["map"].value, gates["map"].threshold) == (0.28, pytest.approx(0.29))
+    assert gates["map"].detail == "candidate mAP 0.2800 is below champion 0.3000 - tolerance 0.0100 = 0.2900"
+
+    slow = _add_on(client, source_run, variant, {backend: (0.31, 60.0), other: (0.31, 1.0)})
+    refused = promote(variant, policy=policy, client=client)
+    assert (refused.version, [g.name for g in refused.gates if not g.passed]) == (slow, ["latency"])
+    assert {g.name: g.value for g in refused.gates}["latency"] == 60.0
+
+    unmeasured = _add_on(client, source_run, variant, {other: (0.99, 1.0)})
+    refused = promote(variant, policy=policy, client=client)
+    assert refused.version == unmeasured and refused.decision == "rejected"
+    assert {"map", "latency"} <= {g.name for g in refused.gates if not g.passed}
+    assert client.alias_version(name, CHAMPION) == v1
+
+    better = _add_on(client, source_run, variant, {backend: (0.35, 25.0)})
+    assert promote(variant, policy=policy, client=client).champion == better
+    sel = select(budget_ms=50.0, backend=backend, client=client)
+    (mine,) = [p for p in sel.champions if p.name == name]
+    assert (mine.version, mine.map, mine.latency_ms, mine.backend) == (better, 0.35, 25.0, backend)
+    elsewhere = select(budget_ms=50.0, backend=other, client=client)
+    assert f"{name}@v{better}" in elsewhere.unmeasured
+    assert all(p.name != name for p in elsewhere.champions)
+
+
+def test_rollback_walks_back_a_history_of_four_champions(client: RegistryClient, source_run: str) -> None:
+    variant = _variant()
+    name = model_name(variant)
+    versions = []
+    for step in range(4):
+        versions.append(_add(client, source_run, variant, artifact_map=0.30 + 0.01 * step))
+        assert promote(variant, policy=POLICY, client=client).champion == versions[-1]
+    candidate = _add(client, source_run, variant, latency=500.0)  # registered, never in service
+    assert client.champion_history(name) == versions
+    for expected in (versions[2], versions[1], versions[0]):
+        current = client.alias_version(name, CHAMPION)
+        back = rollback(variant, client=client, who="ops@host")
+        assert (back.previous_champion, back.champion, back.version) == (current, expected, expected)
+        assert back.challenger == candidate  # rolled-back versions are no candidates; the new one stays
+        assert _aliases(client, variant) == (expected, candidate)
+        assert client.champion_history(name) == versions[: versions.index(expected) + 1]
+        assert client.get_version(name, current).tags[T.DECISION] == "rolled back"
+        record = client.audit_records(name)[-1]
+        assert (
+            record["why"]
+            == f"rollback requested: champion v{current} replaced by the previous champion v{expected}"
+        )
+    with pytest.raises(DetopsError) as exc:
+        rollback(variant, client=client)
+    assert (
+        str(exc.value)
+        == f"{name}: no previous champion to restore (champion {versions[0]}, history {versions[:1]})"
+    )
+    assert exc.value.exit_code == 1
+    assert _aliases(client, variant) == (versions[0], candidate)
+    # a champion re-promoted after a rollback is not restored twice in a row
+    _add(client, source_run, variant, artifact_map=0.5)
+    promote(variant, policy=POLICY, client=client)
+    assert rollback(variant, client=client).champion == versions[0]
+
+
+SECRET = "Pa55-not-for-logs-9f3e"
+
+
+class _LeakyFailure(RuntimeError):
+    pass
+
+
+class LeakingClient(RegistryClient):
+    """A real client whose third alias move fails with a message quoting its URI, credentials and
+    all, the way MLflow's request errors quote the URL they called."""
+
+    def __init__(self, *, tracking_uri: str) -> None:
+        super().__init__(tracking_uri=tracking_uri)
+        self.moves = 0
+
+    def set_alias(self, name: str, alias: str, version: int | None) -> None:
+        self.moves += 1
+        if self.moves == 2:
+            raise _LeakyFailure(
+                f"API request to {self.tracking_uri}/api/2.0/mlflow/registered-models/alias failed"
+            )
+        super().set_alias(name, alias, version)
+
+
+def test_no_secret_in_any_tag_audit_record_decision_or_log(
+    client: RegistryClient,
+    source_run: str,
+    mlflow_server: Any,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Credentials in the tracking URI (as a user may configure them) reach no version tag, audit
+    record, decision, log line or CLI error line, through a promotion, a refusal, an aborted promotion
+    and a rollback."""
+    from detops.cli import main
+
+    caplog.set_level("DEBUG")
+    monkeypatch.setenv("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "false")  # restored afterwards
+    host = mlflow_server.url.split("://", 1)[1]
+    uri = f"http://detops-user:{SECRET}@{host}"  # the server has no auth: the credentials ride along unused
+    secret_client = RegistryClient(tracking_uri=uri)
+    variant = _variant()
+    name = model_name(variant)
+    v1 = _add(secret_client, source_run, variant)
+    decisions = [promote(variant, policy=POLICY, client=secret_client, who="ops")]
+    _add(secret_client, source_run, variant, latency=500.0)
+    decisions.append(promote(variant, policy=POLICY, client=secret_client, who="ops"))
+    v3 = _add(secret_client, source_run, variant, artifact_map=0.4)
+    with pytest.raises(_LeakyFailure):
+        promote(variant, policy=POLICY, client=LeakingClient(tracking_uri=uri), who="ops")
+    decisions.append(promote(variant, policy=POLICY, version=v3, client=secret_client, who="ops"))
+    decisions.append(rollback(variant, client=secret_client, who="ops"))
+    assert client.alias_version(name, CHAMPION) == v1
+
+    records = client.audit_records(name)
+    # the aborted promotion wrote its record first, then the abort
+    decided = ["promoted", "rejected", "promoted", "aborted", "promoted", "rolled back"]
+    assert [r["decision"] for r in records] == decided
+    assert records[3]["why"].startswith(f"_LeakyFailure: API request to http://{host}/api/2.0/")
+    assert records[0]["tracking_uri_kind"] == "http"
+    seen = [repr(records), repr(decisions), caplog.text, *capsys.readouterr()]
+    seen += [repr(v.tags) for v in client.versions(name)]
+    seen += [repr(client.model_tags(name))]
+    assert all(SECRET not in text for text in seen)
+    assert secret_client.display_uri == mlflow_server.url
+
+    # and the CLI's error line for a failure that quotes the URI
+    import detops.registry.promote as promote_module
+
+    class Failing(RuntimeError):
+        pass
+
+    def fail(*args: Any, **kwargs: Any) -> Any:
+        raise Failing(f"cannot reach {uri}/api/2.0/mlflow")
+
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(promote_module, "rollback", fail)
+        mp.setenv("DETOPS_MLFLOW_TRACKING_URI", uri)
+        from detops.settings import get_settings
+
+        get_settings.cache_clear()
+        try:
+            code = main(["promote", variant, "--rollback"])
+        finally:
+            get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(
+        f"error: unexpected Failing: cannot reach http://{host}/api/2.0/mlflow"
+    )
+    assert SECRET not in err

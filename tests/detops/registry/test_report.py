@@ -378,3 +378,85 @@ def test_a_latency_note_names_every_part_of_its_environment() -> None:
     assert notes == [
         "CPU ONNX Runtime, Xeon, logical cores 2, threads 1, batch 4, 320 px, bf16, Linux-6; median model time"
     ]
+
+
+def test_the_chart_draws_every_series_as_the_reader_sees_it(tmp_path: Path, monkeypatch: Any) -> None:
+    """The figure behind pareto.png, kept open instead of closed: its size, axes, every series' points,
+    line and marker, the point labels and the legend; and the PNG's pixel size."""
+    import struct
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    figures: list[Any] = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    on_t4 = row_from_tags(
+        "damo_yolo_s",
+        {"detops.map.ort": "0.25", "detops.latency_ms.tensorrt": "2.5"},
+        source="",
+        published=None,
+    )
+    rows = [*_rows(), on_t4]
+    out = pareto_chart(rows, tmp_path / "p.png")
+    (fig,) = figures
+    assert tuple(fig.get_size_inches()) == (8.0, 5.0) and fig.dpi == 110
+    width, height = struct.unpack(">II", out.read_bytes()[16:24])  # the PNG's IHDR
+    assert (width, height) == (880, 550)
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
+    assert ax.get_xlabel() == "latency, ms (log scale; median model time, batch 1)"
+    assert ax.get_ylabel() == "mAP 50:95, %"
+    assert ax.get_title() == "Accuracy against latency"
+    assert all(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())
+    assert ax.xaxis.get_minorticklines() and all(g.get_alpha() == 0.3 for g in ax.get_xgridlines())
+
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    m = rows[0].map
+    expected = {
+        "measured: CPU ONNX Runtime": ("-", "o", [12.5], [m]),
+        "measured: CPU OpenVINO": ("-", "s", [9.0], [m]),
+        "measured: T4 TensorRT": ("-", "^", [2.5], [on_t4.map]),
+    }
+    pub = sorted((r.t4_trt_ms_pub, r.map_pub, r.model) for r in _rows())
+    assert set(lines) == {*expected, "published (T4 TensorRT FP16, COCO)"}
+    for label, (style, marker, xs, ys) in expected.items():
+        line = lines[label]
+        assert (line.get_linestyle(), line.get_marker()) == (style, marker), label
+        assert list(line.get_xdata()) == xs and list(line.get_ydata()) == ys, label
+    published = lines["published (T4 TensorRT FP16, COCO)"]
+    assert published.get_linestyle() == ":" and published.get_marker() == "D"
+    assert published.get_markerfacecolor() == "none" and to_rgba(published.get_color()) == to_rgba("grey")
+    assert list(published.get_xdata()) == [p[0] for p in pub]  # sorted by latency
+    assert list(published.get_ydata()) == [p[1] for p in pub]
+
+    labels = sorted((t.get_text(), t.xy, t.xyann, t.get_fontsize(), t.anncoords) for t in ax.texts)
+    assert labels == sorted(
+        [
+            ("damo_yolo_t", (12.5, m), (4, 4), 7, "offset points"),
+            ("damo_yolo_t", (9.0, m), (4, 4), 7, "offset points"),
+            ("damo_yolo_s", (2.5, on_t4.map), (4, 4), 7, "offset points"),
+            *[(name, (x, y), (4, 4), 7, "offset points") for x, y, name in pub],
+        ]
+    )
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [line.get_label() for line in ax.get_lines()]
+    assert all(t.get_fontsize() == 8 for t in legend.get_texts())
+    plt.close("all")
+
+
+def test_a_chart_with_nothing_to_draw_has_no_legend(tmp_path: Path, monkeypatch: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures: list[Any] = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    out = pareto_chart([row_from_tags("damo_yolo_t", None, source="", published=None)], tmp_path / "p.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (fig,) = figures
+    assert fig.axes[0].get_lines() == [] and fig.axes[0].get_legend() is None
+    plt.close("all")

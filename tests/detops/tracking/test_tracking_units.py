@@ -128,6 +128,26 @@ def test_tracking_env_sets_and_restores_credentials(monkeypatch: pytest.MonkeyPa
         assert os.environ[USERNAME_VAR] == "someone-else"  # no credentials configured: untouched
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("http://alice:pw-123@mlflow.internal:5000", "http://mlflow.internal:5000"),
+        ("https://token@host/api", "https://host/api"),
+        (
+            "API request to http://u:p@h:5000/api/2.0 failed; also s3://key:secret@bucket/x",
+            "API request to http://h:5000/api/2.0 failed; also s3://bucket/x",
+        ),
+        ("https://host/path/a@b and user@example.org", "https://host/path/a@b and user@example.org"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+        ("", ""),
+    ],
+)
+def test_without_userinfo_removes_every_urls_credentials(text: str, expected: str) -> None:
+    from detops.tracking.credentials import without_userinfo
+
+    assert without_userinfo(text) == expected
+
+
 def test_settings_read_credentials_from_detops_variables(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -1,0 +1,296 @@
+"""``register_run`` without its export, evaluation and profile (the ``deployed`` results a caller
+already has): every tag of the version, the run's files, the refusals of a bad run directory or id,
+and the small helpers (latency tags, environment summary, the model's input example). The whole path
+(export, evaluation, profile, then promotion) is in test_register.py (slow); these run against the
+session's real MLflow server and are fast enough for mutation testing (tests/MUTATION.md)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from detops.errors import DetopsError
+from detops.registry import tags as T
+from detops.registry.client import RegistryClient
+from tests.detops.deploy.conftest import make_checkpoint
+
+VARIANT = "damo_yolo_tiny"
+
+
+class _NoRuns:
+    """A registry that knows no MLflow run (only what ``_resolve_run`` asks)."""
+
+    display_uri = "http://registry.example:5000"
+
+    def run_exists(self, run_id: str) -> bool:
+        return False
+
+
+def _profile(model_ms: float, e2e_ms: float, *, cpu: str) -> dict[str, Any]:
+    return {
+        "model": {"median_ms": model_ms},
+        "end_to_end": {"median_ms": e2e_ms},
+        "environment": {"cpu": cpu, "threads": 2, "versions": {"onnxruntime": "1.x"}, "flags": ["avx2"]},
+        "batch": 1,
+        "input_size": 64,
+        "precision": "fp32",
+        "device": "cpu",
+    }
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def test_env_summary_keeps_scalars_and_the_method() -> None:
+    from detops.registry.register import env_summary
+
+    got = env_summary(_profile(5.0, 6.0, cpu="Xeon"))
+    assert got == {
+        "cpu": "Xeon",
+        "threads": 2,
+        "batch": 1,
+        "input_size": 64,
+        "precision": "fp32",
+        "device": "cpu",
+    }
+    assert list(got)[:2] == ["cpu", "threads"]  # sorted environment keys first
+    assert env_summary({}) == {"batch": None, "input_size": None, "precision": None, "device": None}
+
+
+def test_latency_tags_per_backend() -> None:
+    from detops.registry.register import latency_tags
+
+    tags = latency_tags({"ort": _profile(5.25, 7.0, cpu="Xeon"), "openvino": _profile(4.5, 6.0, cpu="EPYC")})
+    assert set(tags) == {
+        "detops.latency_ms.ort",
+        "detops.latency_env.ort",
+        "detops.latency_ms.openvino",
+        "detops.latency_env.openvino",
+    }
+    assert tags["detops.latency_ms.ort"] == "5.25"
+    assert tags["detops.latency_ms.openvino"] == "4.5"
+    env = json.loads(tags["detops.latency_env.openvino"])
+    assert env["cpu"] == "EPYC" and env["batch"] == 1 and env["precision"] == "fp32"
+    assert tags["detops.latency_env.ort"] == json.dumps(
+        json.loads(tags["detops.latency_env.ort"]), sort_keys=True
+    )
+    long = latency_tags({"ort": _profile(1.0, 1.0, cpu="x" * 6000)})["detops.latency_env.ort"]
+    assert len(long) == 4900  # under MLflow's 5000-character tag limit
+
+
+def test_summary_field_reads_summary_json_or_gives_empty(tmp_path: Path) -> None:
+    from detops.registry.register import _summary_field
+
+    assert _summary_field(tmp_path, "best_epoch") == ""
+    (tmp_path / "summary.json").write_text("{not json")
+    assert _summary_field(tmp_path, "best_epoch") == ""
+    (tmp_path / "summary.json").write_text(json.dumps({"best_epoch": 3}))
+    assert _summary_field(tmp_path, "best_epoch") == 3
+    assert _summary_field(tmp_path, "other") == ""
+
+
+def test_read_config_refusals_name_file_and_field(tmp_path: Path) -> None:
+    from detops.registry.register import _read_config
+
+    with pytest.raises(DetopsError) as exc:
+        _read_config(tmp_path)
+    assert str(exc.value) == f"run directory {tmp_path}: no config.json (is it a `detops train` run?)"
+    path = tmp_path / "config.json"
+    path.write_text('{"variant": "damo_yolo_t",\n "data": }')
+    with pytest.raises(DetopsError) as exc:
+        _read_config(tmp_path)
+    assert str(exc.value) == f"{path}: not valid JSON (Expecting value at line 2)"
+    path.write_text(json.dumps({"variant": "damo_yolo_t"}))
+    with pytest.raises(DetopsError) as exc:
+        _read_config(tmp_path)
+    assert str(exc.value) == f"{path}: field 'data' missing or not a string: None"
+    path.write_text(json.dumps({"variant": 3, "data": "d"}))
+    with pytest.raises(DetopsError) as exc:
+        _read_config(tmp_path)
+    assert str(exc.value) == f"{path}: field 'variant' missing or not a string: 3"
+    path.write_text(json.dumps({"variant": "damo_yolo_t", "data": "d", "epochs": 2}))
+    assert _read_config(tmp_path) == {"variant": "damo_yolo_t", "data": "d", "epochs": 2}
+
+
+def test_resolve_run_refusals(tmp_path: Path) -> None:
+    from detops.registry.register import _resolve_run
+
+    with pytest.raises(DetopsError) as exc:
+        _resolve_run(tmp_path, client=_NoRuns(), settings=None)
+    assert str(exc.value) == f"run directory {tmp_path}: no best.pt"
+    with pytest.raises(DetopsError) as exc:
+        _resolve_run(" runs/abc ", client=_NoRuns(), settings=None)
+    assert (
+        str(exc.value)
+        == "register: 'runs/abc' is neither a run directory nor an MLflow run id (32 hex digits)"
+    )
+    with pytest.raises(DetopsError) as exc:
+        _resolve_run("A" * 32, client=_NoRuns(), settings=None)  # upper case is not an MLflow run id
+    assert "neither a run directory nor an MLflow run id" in str(exc.value)
+    run_id = "0123456789abcdef" * 2
+    with pytest.raises(DetopsError) as exc:
+        _resolve_run(f"{run_id}\n", client=_NoRuns(), settings=None)
+    assert str(exc.value) == f"register: no MLflow run {run_id} on http://registry.example:5000"
+
+
+def test_example_image_is_the_first_image_scaled_to_the_longest_side(synth_root: Path) -> None:
+    from detops.data.dataset import decode_image
+    from detops.registry.register import _example_image
+
+    first = json.loads((synth_root / "annotations" / "instances_val.json").read_text())["images"][0]
+    original = decode_image(synth_root / "val" / first["file_name"])
+    h, w = original.shape[:2]
+
+    def decoded(data: bytes) -> np.ndarray:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert bgr is not None, "not an encoded image"
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    data = _example_image(synth_root, "val", max_side=40)
+    assert data[:3] == b"\xff\xd8\xff"  # JPEG
+    small = decoded(data)
+    assert max(small.shape[:2]) == 40
+    assert small.shape[:2] == (max(1, round(h * 40 / max(h, w))), max(1, round(w * 40 / max(h, w))))
+    reference = cv2.resize(original, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(float) - reference).mean() < 8.0  # JPEG at quality 90, in RGB order
+    whole = decoded(_example_image(synth_root, "val"))  # default 160 px: larger than the image
+    assert whole.shape == original.shape
+    assert np.abs(whole.astype(float) - original).mean() < 6.0
+
+
+def test_example_image_of_an_empty_split_is_refused(synth_root: Path, tmp_path: Path) -> None:
+    from detops.registry.register import _example_image
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
+    ann = data / "annotations" / "instances_val.json"
+    coco = json.loads(ann.read_text())
+    ann.write_text(json.dumps({**coco, "images": [], "annotations": []}))
+    with pytest.raises(DetopsError) as exc:
+        _example_image(data, "val")
+    assert str(exc.value) == f"{ann}: no images to take the model's input example from"
+
+
+def test_model_size_counts_the_family_way() -> None:
+    import models
+    from detops.registry.register import model_size
+
+    model = models.build_model(VARIANT, num_classes=3).eval()
+    family = models.family_module(VARIANT)
+    got = model_size(model, VARIANT)
+    assert got["params"] == float(family.count_params(model))
+    assert got["gflops"] == round(float(family.count_gflops(model, image_size=640)), 3)
+    assert got["gflops"] != round(float(family.count_gflops(model, image_size=320)), 3)
+
+
+def test_register_weights_refuses_a_missing_file_or_dataset(tmp_path: Path) -> None:
+    from detops.registry.register import register_weights
+    from detops.settings import Settings
+
+    settings = Settings(
+        project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9"
+    )
+    with pytest.raises(DetopsError) as exc:
+        register_weights(tmp_path / "none.pth", variant="damo_yolo_t", data_root=tmp_path, settings=settings)
+    assert str(exc.value) == f"--weights {tmp_path / 'none.pth'}: file not found"
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    with pytest.raises(DetopsError) as exc:
+        register_weights(weights, variant="damo_yolo_t", data_root=tmp_path / "nodata", settings=settings)
+    assert str(exc.value) == f"--data {tmp_path / 'nodata'}: dataset directory not found"
+
+
+# --- register_run with deployed results, against a real server ----------------------------------
+
+
+@pytest.fixture
+def run_dir(synth_root: Path, tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(synth_root, data)
+    run = tmp_path / "run"
+    make_checkpoint(run / "best.pt", VARIANT, data_root=data)
+    (run / "config.json").write_text(json.dumps({"variant": VARIANT, "data": str(data), "val_split": "val"}))
+    (run / "summary.json").write_text(json.dumps({"best_epoch": 7}))
+    return run
+
+
+def test_register_run_tags_every_figure_and_points_challenger(
+    run_dir: Path, mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models
+    from detops.deploy.exporting import export_artifact
+    from detops.registry.register import register_run
+    from detops.settings import Settings
+    from detops.tracking.provenance import content_digest
+    from detops.tracking.runs import run_id_for
+
+    onnx = tmp_path / "export" / "model.onnx"
+    export_artifact(run_dir / "best.pt", out=onnx)
+    evaluations = {"ort": {"AP": 0.25, "reference": {"AP": 0.125}}, "openvino": {"AP": 0.375}}
+    profiles = {"ort": _profile(5.25, 7.5, cpu="Xeon"), "openvino": _profile(4.0, 6.25, cpu="Xeon")}
+    settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
+    client = RegistryClient(tracking_uri=mlflow_server.url)
+    # a model name of this test's own: the server is shared by the session (and by every mutant)
+    name = f"detops-{VARIANT}-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
+    data = Path(json.loads((run_dir / "config.json").read_text())["data"])
+    classes = len(json.loads((data / "annotations" / "instances_val.json").read_text())["categories"])
+
+    reg = register_run(
+        run_dir,
+        settings=settings,
+        client=client,
+        deployed={"onnx": str(onnx), "evaluations": evaluations, "profiles": profiles, "max_rel_error": 1e-5},
+        data_valid=True,
+    )
+    assert (reg.model, reg.version) == (name, 1)
+    assert run_id_for(run_dir) == reg.run_id  # the run directory now names its MLflow run
+    version = client.get_version(name, 1)
+    model = models.build_model(VARIANT, num_classes=classes)
+    family = models.family_module(VARIANT)
+    digest, _ = content_digest(data)
+    expected = {
+        T.VARIANT: VARIANT,
+        T.DATASET_VERSION: digest,
+        "detops.dataset_tracked_by": "content",
+        "detops.dataset_git_revision": "unknown",
+        T.DATA_VALID: "true",
+        T.GIT_COMMIT: "unknown",
+        "detops.git_dirty": "unknown",
+        T.IMG_SIZE: "64",
+        "detops.num_classes": str(classes),
+        T.PARAMS: str(family.count_params(model)),
+        T.GFLOPS: repr(round(float(family.count_gflops(model, image_size=640)), 3)),
+        T.EXPORT_PARITY: '{"max_rel_error": 1e-05, "passed": true}',
+        T.MAP_CHECKPOINT: "0.125",
+        T.SOURCE: "trained",
+        T.RUN_DIR: str(run_dir),
+        "detops.best_epoch": "7",
+        "detops.map.ort": "0.25",
+        "detops.map.openvino": "0.375",
+        "detops.latency_ms.ort": "5.25",
+        "detops.latency_ms.openvino": "4.0",
+        "detops.latency_e2e_ms.ort": "7.5",
+        "detops.latency_e2e_ms.openvino": "6.25",
+        T.RUN_ID: reg.run_id,
+    }
+    got = {k: v for k, v in version.tags.items() if not k.startswith("detops.latency_env.")}
+    assert got == expected
+    assert reg.tags == version.tags
+    assert json.loads(version.tags["detops.latency_env.ort"])["cpu"] == "Xeon"
+    assert client.alias_version(name, "challenger") == 1
+    run_tags = client.run_tags(reg.run_id)
+    assert run_tags[T.VARIANT] == VARIANT and run_tags[T.SOURCE] == "trained"
+    assert run_tags[T.RUN_DIR] == str(run_dir)
+    evaluation = client.load_artifact_json(reg.run_id, "registry/evaluation_openvino.json")
+    assert evaluation == {"AP": 0.375}
+    assert client.load_artifact_json(reg.run_id, "registry/profile_ort.json")["model"] == {"median_ms": 5.25}
+    export = client.load_artifact_json(reg.run_id, "registry/export.json")
+    assert export == {"path": str(onnx), "max_rel_error": 1e-5}
