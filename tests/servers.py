@@ -447,6 +447,9 @@ def shared_mlflow_server() -> MlflowServer | None:
 
 
 def _with_mlflow(cmd: list[str]) -> int:
+    # a SIGTERM (or SIGHUP) to this process still stops the server: it unwinds through `finally`
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: sys.exit(128 + signum))
     server = start_mlflow_server()
     try:
         env = {**os.environ, SHARED_MLFLOW_URL: server.url, SHARED_MLFLOW_ROOT: str(server.root)}

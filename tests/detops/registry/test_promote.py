@@ -400,7 +400,10 @@ def _add_on(
     return version
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+# ort in the default suite, every other backend a policy can name in the slow one (and in mutation runs)
+@pytest.mark.parametrize(
+    "backend", [b if b == "ort" else pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS]
+)
 def test_promotion_and_selection_judge_the_backend_the_policy_names(
     client: RegistryClient, source_run: str, backend: str
 ) -> None:
@@ -447,6 +450,7 @@ def test_promotion_and_selection_judge_the_backend_the_policy_names(
     assert all(p.name != name for p in elsewhere.champions)
 
 
+@pytest.mark.slow
 def test_rollback_walks_back_a_history_of_four_champions(client: RegistryClient, source_run: str) -> None:
     variant = _variant()
     name = model_name(variant)
