@@ -6,6 +6,7 @@ session's real MLflow server and are fast enough for mutation testing (tests/MUT
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import uuid
@@ -294,3 +295,213 @@ def test_register_run_tags_every_figure_and_points_challenger(
     assert client.load_artifact_json(reg.run_id, "registry/profile_ort.json")["model"] == {"median_ms": 5.25}
     export = client.load_artifact_json(reg.run_id, "registry/export.json")
     assert export == {"path": str(onnx), "max_rel_error": 1e-5}
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny DAMO-YOLO exported to ONNX: what the stand-in export hands out."""
+    from detops.deploy.exporting import export_artifact
+
+    base = tmp_path_factory.mktemp("tiny")
+    report, _ = export_artifact(
+        make_checkpoint(base / "best.pt", VARIANT, data_root=synth_root), out=base / "m.onnx"
+    )
+    return Path(report.path)
+
+
+class _Steps:
+    """Stand-ins for the export, the artifact evaluation and the profile that record how register
+    calls them (the real steps run in test_register.py and test_reproduce.py, slow): the export
+    copies a prepared tiny ONNX file to where it is asked to write."""
+
+    def __init__(self, onnx: Path) -> None:
+        self.onnx = onnx
+        self.calls: list[tuple[str, Any, dict[str, Any]]] = []
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import detops.deploy.evaluate
+        import detops.deploy.exporting
+        import detops.deploy.profile
+
+        monkeypatch.setattr(detops.deploy.exporting, "export_artifact", self.export)
+        monkeypatch.setattr(detops.deploy.evaluate, "evaluate_backends", self.evaluate)
+        monkeypatch.setattr(detops.deploy.profile, "profile_runner", self.profile)
+
+    def export(self, best: Path, *, out: Path) -> Any:
+        from types import SimpleNamespace
+
+        from detops.deploy.artifact import read_onnx_metadata
+        from detops.weights import load_checkpoint_file
+
+        self.calls.append(("export", Path(best).name, {"out": Path(out)}))
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.onnx, out)
+        weights = load_checkpoint_file(best)  # the metadata an export of these weights would carry
+        meta = dataclasses.replace(
+            read_onnx_metadata(out),
+            variant=weights["variant"],
+            class_names=tuple(weights["class_names"]),
+            category_ids=tuple(weights["category_ids"]),
+        )
+        return SimpleNamespace(path=Path(out), max_rel_error=2e-6), meta
+
+    def evaluate(self, onnx: Path, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("evaluate", Path(onnx), kwargs))
+        figures = {"ort": {"AP": 0.5, "reference": {"AP": 0.625}}, "openvino": {"AP": 0.25}}
+        return {b: figures[b] for b in kwargs["backends"]}
+
+    def profile(self, runner: Any, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("profile", f"{runner.backend} runner", kwargs))
+        model_ms = 3.5 if runner.backend == "ort" else 2.75
+        return _profile(model_ms, model_ms + 1.0, cpu="Test CPU")
+
+
+@pytest.mark.slow
+def test_register_run_exports_evaluates_and_profiles_what_it_registers(
+    run_dir: Path,
+    tiny_onnx: Path,
+    mlflow_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from detops.registry.register import register_run
+    from detops.settings import Settings
+
+    steps = _Steps(tiny_onnx)
+    steps.install(monkeypatch)
+    name = f"detops-{VARIANT}-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
+    settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
+    client = RegistryClient(tracking_uri=mlflow_server.url)
+    data = Path(json.loads((run_dir / "config.json").read_text())["data"])
+    caplog.set_level("INFO", logger="detops.registry.register")
+    reg = register_run(run_dir, settings=settings, client=client, profile_seconds=0.25, sample_images=2)
+    work = tmp_path / "home" / "registry" / f"{VARIANT}-run"
+    onnx = work / "model.onnx"
+    assert steps.calls == [
+        ("export", "best.pt", {"out": onnx}),
+        (
+            "evaluate",
+            onnx,
+            {
+                "backends": ("ort", "openvino"),
+                "data_root": data,
+                "split": "val",
+                "reference": run_dir / "best.pt",
+            },
+        ),
+        (
+            "profile",
+            "ort runner",
+            {"artifact": str(onnx), "batch": 1, "warmup": 3, "seconds": 0.25},
+        ),
+        (
+            "profile",
+            "openvino runner",
+            {"artifact": str(onnx), "batch": 1, "warmup": 3, "seconds": 0.25},
+        ),
+    ]
+    tags = reg.tags
+    assert tags[T.DATA_VALID] == "true"  # the run's dataset was validated (it is valid)
+    assert (tags["detops.map.ort"], tags["detops.map.openvino"], tags[T.MAP_CHECKPOINT]) == (
+        "0.5",
+        "0.25",
+        "0.625",
+    )
+    assert (tags["detops.latency_ms.ort"], tags["detops.latency_ms.openvino"]) == ("3.5", "2.75")
+    assert (tags["detops.latency_e2e_ms.ort"], tags["detops.latency_e2e_ms.openvino"]) == ("4.5", "3.75")
+    assert json.loads(tags[T.EXPORT_PARITY]) == {"passed": True, "max_rel_error": 2e-6}
+    assert tags["detops.best_epoch"] == "7"
+    details = sorted(p.name for p in (work / "details").iterdir())
+    assert details == [
+        "evaluation_openvino.json",
+        "evaluation_ort.json",
+        "export.json",
+        "profile_openvino.json",
+        "profile_ort.json",
+    ]
+    assert json.loads((work / "details" / "export.json").read_text()) == {
+        "path": str(onnx),
+        "max_rel_error": 2e-6,
+    }
+    messages = [r.getMessage() for r in caplog.records if r.name == "detops.registry.register"]
+    assert messages == [
+        f"{VARIANT:<12} validating {data} before registering",
+        f"{VARIANT:<12} exporting to ONNX (with ONNX Runtime parity check)",
+        f"{VARIANT:<12} evaluating the ONNX artifact on 'val' against the checkpoint",
+        f"{VARIANT:<12} profiling on ort, openvino",
+        f"{VARIANT:<12} registered as {name} version {reg.version} (MLflow run {reg.run_id})",
+    ]
+    # a second registration of the same run directory goes into the same MLflow run
+    again = register_run(run_dir, settings=settings, client=client, data_valid=False, backends=("ort",))
+    assert again.run_id == reg.run_id and again.version == reg.version + 1
+    assert again.tags[T.DATA_VALID] == "false" and "detops.map.openvino" not in again.tags
+
+
+@pytest.mark.slow
+def test_register_weights_imports_the_release_file_and_records_it(
+    tiny_onnx: Path,
+    mlflow_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+
+    from detops.registry.register import register_weights
+    from detops.settings import Settings
+    from tests.officials import write_coco2017, write_release
+
+    steps = _Steps(tiny_onnx)
+    steps.install(monkeypatch)
+    name = f"detops-damo_yolo_t-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
+    settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
+    client = RegistryClient(tracking_uri=mlflow_server.url)
+    coco = write_coco2017(tmp_path / "coco", images=1, size=64)
+    release = write_release("damo_yolo_t", tmp_path / "release")
+    digest = hashlib.sha256(release.read_bytes()).hexdigest()
+    reg = register_weights(
+        release,
+        variant="damo_yolo_t",
+        data_root=coco,
+        split="val2017",
+        settings=settings,
+        client=client,
+        backends=("ort",),
+        profile_seconds=0.5,
+        tags={T.EVAL_DATA: "coco_val2017"},
+    )
+    work = tmp_path / "home" / "registry" / f"official-damo_yolo_t-{digest[:12]}"
+    assert steps.calls[0] == ("export", "best.pt", {"out": work / "model.onnx"})
+    assert steps.calls[1][2] == {
+        "backends": ("ort",),
+        "data_root": coco,
+        "split": "val2017",
+        "reference": work / "best.pt",
+    }
+    assert steps.calls[2][2]["seconds"] == 0.5
+    tags = client.get_version(name, reg.version).tags
+    assert tags[T.SOURCE] == "official" and tags[T.SOURCE_FILE] == release.name
+    assert tags[T.SOURCE_SHA256] == digest and tags[T.EVAL_DATA] == "coco_val2017"
+    assert tags[T.PARAMS] == str(models_params("damo_yolo_t"))
+    run = client.run_tags(reg.run_id)
+    assert run[T.SOURCE] == "official" and T.RUN_DIR not in run
+    from mlflow import MlflowClient
+
+    mlflow_run = MlflowClient(tracking_uri=mlflow_server.url).get_run(reg.run_id)
+    assert mlflow_run.info.run_name == f"register official {release.name}"
+    assert mlflow_run.info.status == "FINISHED"
+    listed = {
+        f.path for f in MlflowClient(tracking_uri=mlflow_server.url).list_artifacts(reg.run_id, "checkpoints")
+    }
+    assert listed == {"checkpoints/best.pt"}
+
+
+def models_params(variant: str) -> int:
+    """The published parameter count of ``variant`` (80 classes): what an imported release has."""
+    import models
+
+    published = models.get_variant(variant).published
+    assert published is not None
+    return int(published.params_exact)
