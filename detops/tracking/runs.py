@@ -146,7 +146,8 @@ def log_to_run(
                 else:
                     raise DetopsError(f"artifact {p}: no such file or directory")
         except MlflowException as exc:
-            raise DetopsError(f"MLflow run {run_id} at {without_userinfo(uri)}: {exc.message}") from None
+            # MLflow's message may quote the URI, credentials and all (a failed request's URL)
+            raise DetopsError(without_userinfo(f"MLflow run {run_id} at {uri}: {exc.message}")) from None
 
 
 BEST_CHECKPOINT = "checkpoints/best.pt"
@@ -173,13 +174,14 @@ def fetch_run_artifact(
     with tracking_env(settings) as uri, tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         try:
             local = MlflowClient(tracking_uri=uri).download_artifacts(run_id, artifact, tmp)
+        # MLflow's message may quote the URI, credentials and all (a failed request's URL)
         except MlflowException as exc:
             raise DetopsError(
-                f"MLflow run {run_id} at {without_userinfo(uri)}: cannot fetch {artifact}: {exc.message}"
+                without_userinfo(f"MLflow run {run_id} at {uri}: cannot fetch {artifact}: {exc.message}")
             ) from None
         except OSError as exc:
             raise DetopsError(
-                f"MLflow run {run_id} at {without_userinfo(uri)}: cannot fetch {artifact}: {exc}"
+                without_userinfo(f"MLflow run {run_id} at {uri}: cannot fetch {artifact}: {exc}")
             ) from None
         os.replace(local, target)  # the temporary directory is beside the target: one atomic rename
     return target
