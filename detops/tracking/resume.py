@@ -21,7 +21,7 @@ from typing import Any
 
 from detops.errors import DetopsError
 from detops.settings import Settings, get_settings
-from detops.tracking.credentials import tracking_env
+from detops.tracking.credentials import tracking_env, without_userinfo
 from detops.tracking.runs import write_run_id
 
 RUN_KEY_TAG = "detops.run_key"
@@ -81,7 +81,8 @@ def restore_training_state(
                     local = [client.download_artifacts(run.info.run_id, path, tmp) for path in wanted]
                 except (MlflowException, OSError) as exc:
                     raise DetopsError(
-                        f"MLflow run {run.info.run_id}: cannot fetch its training state to resume: {exc}"
+                        f"MLflow run {run.info.run_id}: cannot fetch its training state to resume: "
+                        f"{without_userinfo(str(exc))}"
                     ) from None
                 write_run_id(run_dir, run.info.run_id)
                 for path in local:  # last.pt is the last of them
