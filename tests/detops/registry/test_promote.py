@@ -579,3 +579,42 @@ def test_no_secret_in_any_tag_audit_record_decision_or_log(
         f"error: unexpected Failing: cannot reach http://{host}/api/2.0/mlflow"
     )
     assert SECRET not in err
+
+
+def test_rollback_repoints_challenger_when_the_restored_version_was_rejected_since(
+    client: RegistryClient, source_run: str
+) -> None:
+    """A former champion judged again and rejected is the challenger; restored by a rollback, it is
+    champion and so no longer challenger, and the alias goes away (no other candidate)."""
+    variant = _variant()
+    name = model_name(variant)
+    v1 = _add(client, source_run, variant)
+    promote(variant, policy=POLICY, client=client)
+    v2 = _add(client, source_run, variant, artifact_map=0.4)
+    promote(variant, policy=POLICY, client=client)
+    again = promote(variant, policy=Policy(latency_budget_ms=1.0), version=v1, client=client)
+    assert again.decision == "rejected" and _aliases(client, variant) == (v2, v1)
+    back = rollback(variant, client=client)
+    assert (back.champion, back.challenger) == (v1, None)
+    assert _aliases(client, variant) == (v1, None)
+    assert client.champion_history(name) == [v1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["set_champion_history", "set_champion"])
+def test_a_rollback_failing_midway_leaves_aliases_and_history_as_they_were(
+    client: RegistryClient, source_run: str, mlflow_server: Any, step: str
+) -> None:
+    variant = _variant()
+    name = model_name(variant)
+    v1 = _add(client, source_run, variant)
+    promote(variant, policy=POLICY, client=client)
+    v2 = _add(client, source_run, variant, artifact_map=0.4)
+    promote(variant, policy=POLICY, client=client)
+    v3 = _add(client, source_run, variant, latency=500.0)  # registered, not judged: challenger
+    assert _aliases(client, variant) == (v2, v3)
+    with pytest.raises(_Boom):
+        rollback(variant, client=FailingClient(tracking_uri=mlflow_server.url, fail_at=step))
+    assert _aliases(client, variant) == (v2, v3)
+    assert client.champion_history(name) == [v1, v2]
+    assert rollback(variant, client=client).champion == v1  # and it works once nothing fails
