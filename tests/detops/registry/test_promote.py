@@ -232,6 +232,8 @@ class FailingClient(RegistryClient):
     def set_alias(self, name: str, alias: str, version: int | None) -> None:
         self._maybe_fail({CHAMPION: "set_champion", CHALLENGER: "set_challenger"}[alias])
         super().set_alias(name, alias, version)
+        if alias == CHAMPION:  # the server moved it, the answer never arrived (a timeout)
+            self._maybe_fail("after_set_champion")
 
 
 @pytest.mark.parametrize(
@@ -242,6 +244,7 @@ class FailingClient(RegistryClient):
         "set_champion_history",
         "set_challenger",
         "set_champion",
+        pytest.param("after_set_champion", marks=pytest.mark.slow),  # moved, then the call failed
     ],
 )
 def test_exception_midway_leaves_aliases_as_they_were(
@@ -595,13 +598,18 @@ def test_rollback_repoints_challenger_when_the_restored_version_was_rejected_sin
     again = promote(variant, policy=Policy(latency_budget_ms=1.0), version=v1, client=client)
     assert again.decision == "rejected" and _aliases(client, variant) == (v2, v1)
     back = rollback(variant, client=client)
-    assert (back.champion, back.challenger) == (v1, None)
+    assert (back.action, back.decision, back.champion, back.challenger) == (
+        "rollback",
+        "rolled back",
+        v1,
+        None,
+    )
     assert _aliases(client, variant) == (v1, None)
     assert client.champion_history(name) == [v1]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", ["set_champion_history", "set_champion"])
+@pytest.mark.parametrize("step", ["set_champion_history", "set_champion", "after_set_champion"])
 def test_a_rollback_failing_midway_leaves_aliases_and_history_as_they_were(
     client: RegistryClient, source_run: str, mlflow_server: Any, step: str
 ) -> None:
