@@ -16,6 +16,7 @@ import pytest
 from detops.errors import DetopsError
 from detops.registry import tags as T
 from detops.registry.client import CHALLENGER, CHAMPION, RegistryClient, model_name
+from detops.registry.gates import gate_latency
 from detops.registry.policy import BACKENDS, Policy
 from detops.registry.promote import challenger_for, promote, refresh_challenger, rollback
 
@@ -137,6 +138,17 @@ def test_first_promotion_records_tags_and_audit(client: RegistryClient, source_r
     assert record["when"] and record["why"] == "every gate passed"
     assert [g["name"] for g in record["gates"]] == ["data_valid", "map", "accuracy_drop", "latency"]
     assert client.champion_history(model_name(variant)) == [v1]
+    # every gate's verdict as tags and in the audit record, the time in UTC
+    latency = gate_latency(10.0, 50.0)
+    assert tags[T.gate_tag("latency", "detail")] == latency.detail
+    assert record["gates"][3] == {
+        "name": "latency",
+        "passed": True,
+        "value": 10.0,
+        "threshold": 50.0,
+        "detail": latency.detail,
+    }
+    assert tags[T.DECISION_WHEN] == record["when"] and record["when"].endswith("+00:00")
 
 
 @pytest.mark.parametrize(
