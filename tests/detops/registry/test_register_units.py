@@ -445,6 +445,7 @@ def test_register_weights_imports_the_release_file_and_records_it(
     mlflow_server: Any,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import hashlib
 
@@ -461,13 +462,12 @@ def test_register_weights_imports_the_release_file_and_records_it(
     coco = write_coco2017(tmp_path / "coco", images=1, size=64)
     release = write_release("damo_yolo_t", tmp_path / "release")
     digest = hashlib.sha256(release.read_bytes()).hexdigest()
-    reg = register_weights(
+    caplog.set_level("INFO", logger="detops.registry.register")
+    reg = register_weights(  # into the settings' registry, scored on split "val"
         release,
         variant="damo_yolo_t",
         data_root=coco,
-        split="val2017",
         settings=settings,
-        client=client,
         backends=("ort",),
         profile_seconds=0.5,
         tags={T.EVAL_DATA: "coco_val2017"},
@@ -477,10 +477,15 @@ def test_register_weights_imports_the_release_file_and_records_it(
     assert steps.calls[1][2] == {
         "backends": ("ort",),
         "data_root": coco,
-        "split": "val2017",
+        "split": "val",
         "reference": work / "best.pt",
     }
     assert steps.calls[2][2]["seconds"] == 0.5
+    messages = [r.getMessage() for r in caplog.records if r.name == "detops.registry.register"]
+    assert messages[:2] == [
+        f"damo_yolo_t  importing {release.name} (sha256 {digest[:12]})",
+        f"damo_yolo_t  validating {coco} before registering",
+    ]
     tags = client.get_version(name, reg.version).tags
     assert tags[T.SOURCE] == "official" and tags[T.SOURCE_FILE] == release.name
     assert tags[T.SOURCE_SHA256] == digest and tags[T.EVAL_DATA] == "coco_val2017"
