@@ -436,6 +436,7 @@ def test_register_run_exports_evaluates_and_profiles_what_it_registers(
     # a second registration of the same run directory goes into the same MLflow run
     again = register_run(run_dir, settings=settings, client=client, data_valid=False, backends=("ort",))
     assert again.run_id == reg.run_id and again.version == reg.version + 1
+    assert steps.calls[-1][2]["seconds"] == 1.5  # the default profile time
     assert again.tags[T.DATA_VALID] == "false" and "detops.map.openvino" not in again.tags
 
 
