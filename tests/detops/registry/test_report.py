@@ -460,3 +460,24 @@ def test_a_chart_with_nothing_to_draw_has_no_legend(tmp_path: Path, monkeypatch:
     (fig,) = figures
     assert fig.axes[0].get_lines() == [] and fig.axes[0].get_legend() is None
     plt.close("all")
+
+
+def test_each_series_is_drawn_in_latency_order(tmp_path: Path, monkeypatch: Any) -> None:
+    """Points joined left to right by latency: not by model name, nor by mAP (three models whose
+    three orders all differ)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures: list[Any] = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    rows = [
+        row_from_tags(name, {"detops.map.ort": m, "detops.latency_ms.ort": ms}, source="", published=None)
+        for name, m, ms in (("mm", "0.30", "20"), ("zz", "0.40", "5"), ("aa", "0.20", "10"))
+    ]
+    pareto_chart(rows, tmp_path / "p.png")
+    (line,) = figures[0].axes[0].get_lines()
+    assert list(line.get_xdata()) == [5.0, 10.0, 20.0]
+    assert list(line.get_ydata()) == [rows[1].map, rows[2].map, rows[0].map]
+    plt.close("all")
