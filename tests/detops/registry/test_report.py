@@ -412,6 +412,8 @@ def test_the_chart_draws_every_series_as_the_reader_sees_it(tmp_path: Path, monk
     assert ax.get_title() == "Accuracy against latency"
     assert all(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())
     assert ax.xaxis.get_minorticklines() and all(g.get_alpha() == 0.3 for g in ax.get_xgridlines())
+    minor = ax.xaxis.get_minor_ticks()  # the log axis' minor ticks carry grid lines too
+    assert minor and all(t.gridline.get_visible() for t in minor)
 
     lines = {line.get_label(): line for line in ax.get_lines()}
     m = rows[0].map
