@@ -223,7 +223,11 @@ def run_dir(synth_root: Path, tmp_path: Path) -> Path:
 
 
 def test_register_run_tags_every_figure_and_points_challenger(
-    run_dir: Path, mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_dir: Path,
+    mlflow_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import models
     from detops.deploy.exporting import export_artifact
@@ -244,13 +248,14 @@ def test_register_run_tags_every_figure_and_points_challenger(
     data = Path(json.loads((run_dir / "config.json").read_text())["data"])
     classes = len(json.loads((data / "annotations" / "instances_val.json").read_text())["categories"])
 
-    reg = register_run(
+    caplog.set_level("DEBUG", logger="detops.registry.register")
+    reg = register_run(  # into the settings' registry
         run_dir,
         settings=settings,
-        client=client,
         deployed={"onnx": str(onnx), "evaluations": evaluations, "profiles": profiles, "max_rel_error": 1e-5},
         data_valid=True,
     )
+    assert caplog.records[0].getMessage() == f"registering {VARIANT} from {run_dir}"
     assert (reg.model, reg.version) == (name, 1)
     assert run_id_for(run_dir) == reg.run_id  # the run directory now names its MLflow run
     version = client.get_version(name, 1)
@@ -511,3 +516,56 @@ def models_params(variant: str) -> int:
     published = models.get_variant(variant).published
     assert published is not None
     return int(published.params_exact)
+
+
+def test_a_run_whose_dataset_is_gone_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    from detops.registry.register import register_run
+    from detops.settings import Settings
+
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "data": str(tmp_path / "gone")}))
+    settings = Settings(
+        project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9"
+    )
+    with pytest.raises(DetopsError) as exc:
+        register_run(run_dir, settings=settings, client=_NoRuns())
+    assert (
+        str(exc.value)
+        == f"{run_dir / 'config.json'}: field 'data': dataset {tmp_path / 'gone'} not found here"
+    )
+
+
+def test_a_run_id_resolves_to_its_run_directory_or_its_stored_files(
+    run_dir: Path, mlflow_server: Any, tmp_path: Path
+) -> None:
+    """An MLflow run id: the run directory its ``detops.run_dir`` tag names when that holds the files,
+    otherwise ``checkpoints/best.pt`` and ``config.json`` fetched from the run into the home."""
+    from detops.registry.register import _resolve_run
+    from detops.settings import Settings
+
+    client = RegistryClient(tracking_uri=mlflow_server.url)
+    settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
+    config = json.loads((run_dir / "config.json").read_text())
+    here = client.create_run(
+        experiment="detops-register-tests", run_name="here", tags={T.RUN_DIR: str(run_dir)}
+    )
+    files = _resolve_run(here, client=client, settings=settings)
+    assert (files.run_dir, files.best, files.run_id, files.config) == (
+        run_dir,
+        run_dir / "best.pt",
+        here,
+        config,
+    )
+
+    elsewhere = client.create_run(
+        experiment="detops-register-tests",
+        run_name="elsewhere",
+        tags={T.RUN_DIR: str(tmp_path / "other-machine")},
+    )
+    client.log_run_file(elsewhere, run_dir / "best.pt", artifact_path="checkpoints")
+    client.log_run_file(elsewhere, run_dir / "config.json")
+    files = _resolve_run(elsewhere, client=client, settings=settings)
+    assert files.run_id == elsewhere and files.config == config
+    assert files.best.name == "best.pt" and files.best.read_bytes() == (run_dir / "best.pt").read_bytes()
+    assert files.best.is_relative_to(tmp_path / "home") and files.run_dir == files.best.parent
+    assert (files.run_dir / "config.json").is_file()
