@@ -647,3 +647,19 @@ def test_a_rollback_failing_midway_leaves_aliases_and_history_as_they_were(
     assert _aliases(client, variant) == (v2, v3)
     assert client.champion_history(name) == [v1, v2]
     assert rollback(variant, client=client).champion == v1  # and it works once nothing fails
+
+
+@pytest.mark.slow
+def test_rollback_points_challenger_at_a_candidate_the_alias_had_missed(
+    client: RegistryClient, source_run: str
+) -> None:
+    variant = _variant()
+    v1 = _add(client, source_run, variant)
+    promote(variant, policy=POLICY, client=client)
+    v2 = _add(client, source_run, variant, artifact_map=0.4)
+    promote(variant, policy=POLICY, client=client)
+    v3 = _add(client, source_run, variant, challenger=False)  # as by a detops that did not keep challenger
+    assert _aliases(client, variant) == (v2, None)
+    back = rollback(variant, client=client)
+    assert (back.champion, back.challenger) == (v1, v3)
+    assert _aliases(client, variant) == (v1, v3)
