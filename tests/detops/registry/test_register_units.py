@@ -361,24 +361,29 @@ class _Steps:
         return _profile(model_ms, model_ms + 1.0, cpu="Test CPU")
 
 
-@pytest.mark.slow
-def test_register_run_exports_evaluates_and_profiles_what_it_registers(
-    run_dir: Path,
-    tiny_onnx: Path,
-    mlflow_server: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    from detops.registry.register import register_run
+@pytest.fixture
+def recorded(
+    tiny_onnx: Path, mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[_Steps, str, Any, RegistryClient]:
+    """(steps, model name, settings, client): the recorded steps installed, a registered model name of
+    this test's own (the server is shared), settings with a home in ``tmp_path`` and that server."""
     from detops.settings import Settings
 
     steps = _Steps(tiny_onnx)
     steps.install(monkeypatch)
-    name = f"detops-{VARIANT}-{uuid.uuid4().hex[:8]}"
+    name = f"detops-test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
     settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
-    client = RegistryClient(tracking_uri=mlflow_server.url)
+    return steps, name, settings, RegistryClient(tracking_uri=mlflow_server.url)
+
+
+@pytest.mark.slow
+def test_register_run_exports_evaluates_and_profiles_what_it_registers(
+    run_dir: Path, recorded: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from detops.registry.register import register_run
+
+    steps, name, settings, client = recorded
     data = Path(json.loads((run_dir / "config.json").read_text())["data"])
     caplog.set_level("INFO", logger="detops.registry.register")
     reg = register_run(run_dir, settings=settings, client=client, profile_seconds=0.25, sample_images=2)
@@ -447,24 +452,14 @@ def test_register_run_exports_evaluates_and_profiles_what_it_registers(
 
 @pytest.mark.slow
 def test_register_weights_imports_the_release_file_and_records_it(
-    tiny_onnx: Path,
-    mlflow_server: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    recorded: Any, mlflow_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import hashlib
 
     from detops.registry.register import register_weights
-    from detops.settings import Settings
     from tests.officials import write_coco2017, write_release
 
-    steps = _Steps(tiny_onnx)
-    steps.install(monkeypatch)
-    name = f"detops-damo_yolo_t-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
-    settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
-    client = RegistryClient(tracking_uri=mlflow_server.url)
+    steps, name, settings, client = recorded
     coco = write_coco2017(tmp_path / "coco", images=1, size=64)
     release = write_release("damo_yolo_t", tmp_path / "release")
     digest = hashlib.sha256(release.read_bytes()).hexdigest()

@@ -18,24 +18,10 @@ import pytest
 from detops.settings import Settings, get_settings
 from detops.tracking.callback import MlflowCallback
 from detops.tracking.credentials import PASSWORD_VAR, USERNAME_VAR
-from tests import servers
 from tests.conftest import _git
 
 MD5 = "0123456789abcdef0123456789abcdef"
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
-
-
-@pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The shared server of a mutation run, else one SQLite store for the module (seconds to create)."""
-    from mlflow import MlflowClient
-
-    shared = servers.shared_mlflow_server()
-    if shared is not None:
-        return shared.url
-    uri = f"sqlite:///{tmp_path_factory.mktemp('callback-store') / 'mlflow.db'}"
-    MlflowClient(tracking_uri=uri).search_experiments()  # creates the tables once
-    return uri
 
 
 @pytest.fixture(scope="module")

@@ -26,23 +26,9 @@ from detops.tracking.runs import (
     run_id_for,
     write_run_id,
 )
-from tests import servers
 
 RID = "0123456789abcdef0123456789abcdef"
 UNREACHABLE = "http://alice:pw-s3cret@127.0.0.1:9"  # nothing listens on the discard port
-
-
-@pytest.fixture(scope="module")
-def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The shared server of a mutation run, else one SQLite store for the module (seconds to create)."""
-    from mlflow import MlflowClient
-
-    shared = servers.shared_mlflow_server()
-    if shared is not None:
-        return shared.url
-    uri = f"sqlite:///{tmp_path_factory.mktemp('runs-store') / 'mlflow.db'}"
-    MlflowClient(tracking_uri=uri).search_experiments()  # creates the tables once
-    return uri
 
 
 @pytest.fixture(autouse=True)
