@@ -65,6 +65,15 @@ def _add(
     return version
 
 
+def _promoted(client: RegistryClient, run_id: str, variant: str, *maps: float) -> list[int]:
+    """A version per artifact mAP in ``maps``, each promoted in turn (each a champion once)."""
+    versions = []
+    for map_ in maps:
+        versions.append(_add(client, run_id, variant, artifact_map=map_))
+        assert promote(variant, policy=POLICY, client=client).champion == versions[-1]
+    return versions
+
+
 def _aliases(client: RegistryClient, variant: str) -> tuple[int | None, int | None]:
     name = model_name(variant)
     return client.alias_version(name, CHAMPION), client.alias_version(name, CHALLENGER)
@@ -612,10 +621,7 @@ def test_rollback_repoints_challenger_when_the_restored_version_was_rejected_sin
     champion and so no longer challenger, and the alias goes away (no other candidate)."""
     variant = _variant()
     name = model_name(variant)
-    v1 = _add(client, source_run, variant)
-    promote(variant, policy=POLICY, client=client)
-    v2 = _add(client, source_run, variant, artifact_map=0.4)
-    promote(variant, policy=POLICY, client=client)
+    v1, v2 = _promoted(client, source_run, variant, 0.30, 0.40)
     again = promote(variant, policy=Policy(latency_budget_ms=1.0), version=v1, client=client)
     assert again.decision == "rejected" and _aliases(client, variant) == (v2, v1)
     back = rollback(variant, client=client)
@@ -636,10 +642,7 @@ def test_a_rollback_failing_midway_leaves_aliases_and_history_as_they_were(
 ) -> None:
     variant = _variant()
     name = model_name(variant)
-    v1 = _add(client, source_run, variant)
-    promote(variant, policy=POLICY, client=client)
-    v2 = _add(client, source_run, variant, artifact_map=0.4)
-    promote(variant, policy=POLICY, client=client)
+    v1, v2 = _promoted(client, source_run, variant, 0.30, 0.40)
     v3 = _add(client, source_run, variant, latency=500.0)  # registered, not judged: challenger
     assert _aliases(client, variant) == (v2, v3)
     with pytest.raises(_Boom):
@@ -654,10 +657,7 @@ def test_rollback_points_challenger_at_a_candidate_the_alias_had_missed(
     client: RegistryClient, source_run: str
 ) -> None:
     variant = _variant()
-    v1 = _add(client, source_run, variant)
-    promote(variant, policy=POLICY, client=client)
-    v2 = _add(client, source_run, variant, artifact_map=0.4)
-    promote(variant, policy=POLICY, client=client)
+    v1, v2 = _promoted(client, source_run, variant, 0.30, 0.40)
     v3 = _add(client, source_run, variant, challenger=False)  # as by a detops that did not keep challenger
     assert _aliases(client, variant) == (v2, None)
     back = rollback(variant, client=client)

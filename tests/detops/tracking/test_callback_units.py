@@ -9,7 +9,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,8 @@ from detops.settings import Settings, get_settings
 from detops.tracking.callback import MlflowCallback
 from detops.tracking.credentials import PASSWORD_VAR, USERNAME_VAR
 from tests.conftest import _git
+
+pytestmark = pytest.mark.usefixtures("process_settings_elsewhere")
 
 MD5 = "0123456789abcdef0123456789abcdef"
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -36,18 +37,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     _git(root, "add", ".")
     _git(root, "commit", "-q", "-m", "data")
     return root, _git(root, "rev-parse", "HEAD").strip()
-
-
-@pytest.fixture(autouse=True)
-def _process_settings_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The process settings point at an unreachable server: a callback that ignored the settings it
-    was given fails instead of writing to some other store."""
-    monkeypatch.setenv("DETOPS_PROJECT_ROOT", str(tmp_path / "elsewhere"))
-    monkeypatch.setenv("DETOPS_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def _settings(project: tuple[Path, str], tmp_path: Path, uri: str, **kw: Any) -> Settings:
@@ -638,6 +627,7 @@ def test_system_metrics_are_sampled_by_default_and_can_be_turned_off(
 def test_default_settings_are_the_process_settings(
     tracking_uri: str, project: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+
     monkeypatch.setenv("DETOPS_PROJECT_ROOT", str(project[0]))
     monkeypatch.setenv("DETOPS_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DETOPS_MLFLOW_TRACKING_URI", tracking_uri)

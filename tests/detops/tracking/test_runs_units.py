@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +26,10 @@ from detops.tracking.runs import (
     write_run_id,
 )
 
+pytestmark = pytest.mark.usefixtures("process_settings_elsewhere")
+
 RID = "0123456789abcdef0123456789abcdef"
 UNREACHABLE = "http://alice:pw-s3cret@127.0.0.1:9"  # nothing listens on the discard port
-
-
-@pytest.fixture(autouse=True)
-def _process_settings_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The process settings point at an unreachable server: code that ignored the settings it was
-    given fails instead of writing to some other store; MLflow does not retry a refused connection."""
-    monkeypatch.setenv("DETOPS_PROJECT_ROOT", str(tmp_path / "elsewhere"))
-    monkeypatch.setenv("DETOPS_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def _client(uri: str) -> Any:
@@ -314,6 +303,7 @@ def test_log_to_run_errors_carry_no_password(tmp_path: Path) -> None:
 def test_fetch_run_artifact_downloads_the_best_checkpoint_once(
     tracking_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+
     client = _client(tracking_uri)
     run_id = _new_run(tracking_uri, tmp_path)
     ckpt = tmp_path / "best.pt"
