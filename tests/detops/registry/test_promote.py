@@ -663,3 +663,14 @@ def test_rollback_points_challenger_at_a_candidate_the_alias_had_missed(
     back = rollback(variant, client=client)
     assert (back.champion, back.challenger) == (v1, v3)
     assert _aliases(client, variant) == (v1, v3)
+
+
+def test_refresh_excludes_a_champion_set_by_hand(client: RegistryClient, source_run: str) -> None:
+    """A champion alias moved by hand (no decision tag) is still no challenger."""
+    variant = _variant()
+    name = model_name(variant)
+    v1 = _add(client, source_run, variant)
+    v2 = _add(client, source_run, variant)
+    client.set_alias(name, CHAMPION, v2)
+    assert refresh_challenger(client, name) == v1
+    assert _aliases(client, variant) == (v2, v1)
