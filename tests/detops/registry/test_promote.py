@@ -424,10 +424,9 @@ def _add_on(
     return version
 
 
-# ort in the default suite, every other backend a policy can name in the slow one (and in mutation runs)
-@pytest.mark.parametrize(
-    "backend", [b if b == "ort" else pytest.param(b, marks=pytest.mark.slow) for b in BACKENDS]
-)
+# every backend a policy can name: slow (they run in mutation runs and `make test-all`)
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_promotion_and_selection_judge_the_backend_the_policy_names(
     client: RegistryClient, source_run: str, backend: str
 ) -> None:
@@ -614,6 +613,7 @@ def test_no_secret_in_any_tag_audit_record_decision_or_log(
     assert SECRET not in err
 
 
+@pytest.mark.slow
 def test_rollback_repoints_challenger_when_the_restored_version_was_rejected_since(
     client: RegistryClient, source_run: str
 ) -> None:
