@@ -103,19 +103,10 @@ def run_server(command: list[str], *, env: Mapping[str, str], stop_timeout: floa
     stopped). The server runs in its own process group, stopped as a whole (SIGTERM, then SIGKILL
     after ``stop_timeout`` s; see :mod:`detops.server_process`): ``mlflow models serve`` starts
     uvicorn as a child, which would outlive a signal sent to MLflow's process alone."""
-    import signal
-
     from detops.server_process import server_group
 
-    def _interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        with server_group(command, env=env, stop_timeout=stop_timeout) as proc:
-            try:
-                return proc.wait()
-            except KeyboardInterrupt:
-                return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with server_group(command, env=env, stop_timeout=stop_timeout) as proc:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (server_group raises it for that too)
+            return 0
