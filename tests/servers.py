@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detops.server_process import stop_group
 from detops.tracking import ui
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -51,18 +52,9 @@ def _tail(path: Path, n: int = 30) -> str:
 
 
 def _stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 15.0) -> None:
-    """SIGTERM the process group started for ``proc`` (its own session), then SIGKILL if needed."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
+    """SIGTERM the process group started for ``proc`` (its own session), then SIGKILL if needed: the
+    library's own way of stopping a server (``detops.server_process.stop_group``)."""
+    stop_group(proc, timeout=timeout)
 
 
 @dataclass(kw_only=True)

@@ -174,8 +174,8 @@ def fetch_run_artifact(
     with tracking_env(settings) as uri, tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         try:
             local = MlflowClient(tracking_uri=uri).download_artifacts(run_id, artifact, tmp)
-        # MLflow's message may quote the URI, credentials and all (a failed request's URL)
         except MlflowException as exc:
+            # MLflow's message may quote the URI, credentials and all (a failed request's URL)
             raise DetopsError(
                 without_userinfo(f"MLflow run {run_id} at {uri}: cannot fetch {artifact}: {exc.message}")
             ) from None
