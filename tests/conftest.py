@@ -134,11 +134,25 @@ if XDIST_WORKERS:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // XDIST_WORKERS))
 
 
+# A test module whose fixtures are module-scoped (one training, one demo run shared by its tests)
+# runs in one worker too, or each worker builds them again.
+_SHARED_SCOPES = {"module", "package", "class"}
+
+
+def _shares_fixtures(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.values() if info is not None else ()
+    return any(d.scope in _SHARED_SCOPES for defs in definitions for d in defs)
+
+
+# pytest-xdist reads the marks after this hook (tests/test_xdist_groups.py checks that it applies them).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if set(getattr(item, "fixturenames", ())) & set(_SERVER_STARTS):
             item.add_marker(pytest.mark.xdist_group(name="servers"))
+        elif item.get_closest_marker("xdist_group") is None and _shares_fixtures(item):
+            item.add_marker(pytest.mark.xdist_group(name=item.nodeid.split("::", 1)[0]))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

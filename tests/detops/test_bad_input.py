@@ -493,6 +493,7 @@ def test_evaluate_on_cuda_without_cuda(ws: Workspace, tmp_path: Path) -> None:
     assert "--device cuda" in line and "CUDA is not available" in line
 
 
+@pytest.mark.slow  # two trainings side by side, about 10 s
 def test_worker_error_is_the_same_line(ws: Workspace, tmp_path: Path) -> None:
     """An unreadable image read by a DataLoader worker (the default --workers 2) gives the very line
     that the main process gives with --workers 0."""

@@ -163,9 +163,12 @@ def test_first_promotion_records_tags_and_audit(client: RegistryClient, source_r
 @pytest.mark.parametrize(
     ("gate", "figures"),
     [
-        ("data_valid", {"valid": False}),
+        # each gate's rule is tested in test_gates.py; two of them through a promotion by default
+        pytest.param("data_valid", {"valid": False}, marks=pytest.mark.slow),
         ("map", {"artifact_map": 0.28, "checkpoint_map": 0.28}),  # champion 0.30 - tol 0.01 = 0.29
-        ("accuracy_drop", {"artifact_map": 0.31, "checkpoint_map": 0.34}),  # drop 0.03 > 0.02
+        pytest.param(
+            "accuracy_drop", {"artifact_map": 0.31, "checkpoint_map": 0.34}, marks=pytest.mark.slow
+        ),  # drop 0.03 > 0.02
         ("latency", {"latency": 50.5}),  # budget 50 ms
     ],
 )
@@ -262,9 +265,9 @@ class FailingClient(RegistryClient):
     [
         pytest.param("write_audit", marks=pytest.mark.slow),
         pytest.param("set_version_tags", marks=pytest.mark.slow),
-        "set_champion_history",
-        "set_challenger",
-        "set_champion",
+        pytest.param("set_champion_history", marks=pytest.mark.slow),
+        pytest.param("set_challenger", marks=pytest.mark.slow),
+        "set_champion",  # the last step: every earlier change is undone
         pytest.param("after_set_champion", marks=pytest.mark.slow),  # moved, then the call failed
     ],
 )
@@ -290,7 +293,7 @@ def test_exception_midway_leaves_aliases_as_they_were(
     assert _aliases(client, variant) == (v3, v2)
 
 
-@pytest.mark.parametrize("step", ["set_challenger", "set_champion"])
+@pytest.mark.parametrize("step", [pytest.param("set_challenger", marks=pytest.mark.slow), "set_champion"])
 def test_exception_midway_restores_an_absent_challenger(
     client: RegistryClient, source_run: str, mlflow_server: Any, step: str
 ) -> None:
