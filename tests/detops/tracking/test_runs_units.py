@@ -303,11 +303,20 @@ def test_log_to_run_errors_carry_no_password(tmp_path: Path) -> None:
 def test_fetch_run_artifact_downloads_the_best_checkpoint_once(
     tracking_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mlflow import MlflowClient
 
     client = _client(tracking_uri)
     run_id = _new_run(tracking_uri, tmp_path)
     ckpt = tmp_path / "best.pt"
     ckpt.write_bytes(b"weights")
+    into: list[Any] = []  # where each download went
+    download = MlflowClient.download_artifacts
+
+    def spy(self: Any, run_id: str, path: str, dst_path: Any = None) -> str:
+        into.append(dst_path)
+        return download(self, run_id, path, dst_path)
+
+    monkeypatch.setattr(MlflowClient, "download_artifacts", spy)
     client.log_artifact(run_id, str(ckpt), artifact_path="checkpoints")
     (tmp_path / "metrics.jsonl").write_text("{}\n")
     client.log_artifact(run_id, str(tmp_path / "metrics.jsonl"))
@@ -323,6 +332,8 @@ def test_fetch_run_artifact_downloads_the_best_checkpoint_once(
     other = fetch_run_artifact(run_id, "metrics.jsonl", settings=settings)  # same run, another file
     assert other == target.parent / "metrics.jsonl" and other.read_text() == "{}\n"
     assert sorted(p.name for p in target.parent.iterdir()) == ["best.pt", "metrics.jsonl"]  # no temp dirs
+    # each into a temporary directory beside its target: the final rename stays on one file system
+    assert len(into) == 2 and all(d is not None and Path(d).parent == target.parent for d in into)
     _use_process_settings(monkeypatch, tmp_path / "p", tracking_uri)
     default = fetch_run_artifact(run_id)
     assert default == tmp_path / "p" / "home" / "runs" / f"mlflow-{run_id}" / "best.pt"
