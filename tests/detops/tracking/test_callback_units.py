@@ -225,6 +225,7 @@ def test_resume_of_a_run_the_store_does_not_know_starts_a_new_one(
     assert cb.run_id is not None and cb.run_id != "ab" * 16
     run = _client(tracking_uri).get_run(cb.run_id)
     assert run.info.run_name == "run"
+    assert _client(tracking_uri).get_experiment(run.info.experiment_id).name == f"detops-{config['variant']}"
     assert run.data.params == {"variant": config["variant"], "data": config["data"]}
     assert (run_dir / "mlflow_run_id").read_text() == f"{cb.run_id}\n"
     with MlflowCallback(settings=settings, system_metrics=False, resume=True) as cb2:  # no id file
@@ -576,6 +577,14 @@ def test_exit_closes_the_run_finished_or_failed_and_flush_errors(
     with MlflowCallback(settings=settings, system_metrics=False) as unstarted:
         pass  # a callback never started closes nothing
     assert unstarted.run_id is None and mlflow.active_run() is None
+    with MlflowCallback(settings=settings, system_metrics=False) as ended:
+        ended.on_train_start(config=config, run_dir=str(tmp_path / "ended"))
+        mlflow.end_run()
+        other = mlflow.start_run(experiment_id=_client(tracking_uri).get_run(ended.run_id).info.experiment_id)
+    try:  # its own run already ended: leaving the block ends no other run
+        assert mlflow.active_run() is not None and mlflow.active_run().info.run_id == other.info.run_id
+    finally:
+        mlflow.end_run()
 
 
 def test_credentials_are_in_the_environment_only_while_the_run_is_open(
