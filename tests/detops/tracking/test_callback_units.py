@@ -153,6 +153,7 @@ def test_content_tracked_data_named_run_and_experiment_and_configured_splits(
     run = _client(tracking_uri).get_run(cb.run_id)
     assert run.info.run_name == "named"
     assert _client(tracking_uri).get_experiment(run.info.experiment_id).name == experiment
+    assert run.data.tags["detops.variant"] == config["variant"]
     assert run.data.tags["detops.dataset_digest"] == digest
     assert run.data.tags["detops.dataset_tracked_by"] == "content"
     assert run.data.tags["detops.dataset_git_revision"] == "unknown"
@@ -169,12 +170,24 @@ def test_content_tracked_data_named_run_and_experiment_and_configured_splits(
 
 
 def test_more_than_a_hundred_params_all_arrive(
-    tracking_uri: str, project: tuple[Path, str], tmp_path: Path
+    tracking_uri: str, project: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mlflow import MlflowClient
+
     config: dict[str, Any] = {"variant": _variant(), "data": str(project[0] / "data")}
     config |= {f"p{i:03d}": i for i in range(248)}  # 250 params: batches of 100, 100, 50
+    batches: list[int] = []
+    log_batch = MlflowClient.log_batch
+
+    def spy(self: Any, run_id: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("params"):
+            batches.append(len(kwargs["params"]))
+        return log_batch(self, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", spy)
     with MlflowCallback(settings=_settings(project, tmp_path, tracking_uri), system_metrics=False) as cb:
         cb.on_train_start(config=config, run_dir=str(tmp_path / "run"))
+    assert batches == [100, 100, 50]  # MLflow takes at most 100 params a request; no more requests
     params = _client(tracking_uri).get_run(cb.run_id).data.params
     assert len(params) == 250
     assert params == {"variant": config["variant"], "data": config["data"]} | {
