@@ -255,10 +255,21 @@ def test_log_to_run_adds_metrics_params_tags_and_artifacts(tracking_uri: str, tm
 def test_log_to_run_sends_more_than_a_thousand_metrics_and_params_alone(
     tracking_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mlflow import MlflowClient
+
     client = _client(tracking_uri)
     run_id = _new_run(tracking_uri, tmp_path)
     _use_process_settings(monkeypatch, tmp_path, tracking_uri)  # the default settings
+    sent: list[tuple[int, int, int]] = []  # metrics, params and tags of each request
+    log_batch = MlflowClient.log_batch
+
+    def spy(self: Any, run_id: str, metrics: Any = (), params: Any = (), tags: Any = (), **kw: Any) -> Any:
+        sent.append((len(metrics), len(params), len(tags)))
+        return log_batch(self, run_id, metrics=metrics, params=params, tags=tags, **kw)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", spy)
     log_to_run(run_id, metrics={f"k{i:04d}": i for i in range(2500)}, params={"p": 1}, tags={"t": 2})
+    assert sent == [(1000, 1, 1), (1000, 0, 0), (500, 0, 0)]  # params and tags once, with the first
     run = client.get_run(run_id)
     assert run.data.metrics == {f"k{i:04d}": float(i) for i in range(2500)}
     assert run.data.params == {"p": "1"} and run.data.tags["t"] == "2"
