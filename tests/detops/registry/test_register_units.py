@@ -564,3 +564,53 @@ def test_a_run_id_resolves_to_its_run_directory_or_its_stored_files(
     assert files.best.name == "best.pt" and files.best.read_bytes() == (run_dir / "best.pt").read_bytes()
     assert files.best.is_relative_to(tmp_path / "home") and files.run_dir == files.best.parent
     assert (files.run_dir / "config.json").is_file()
+
+
+def test_register_run_hands_its_settings_client_split_and_sample_on(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``register_run`` passes to each step, the steps replaced by recorders: the caller's
+    settings and client to the run's resolution and the dataset's pull, the run's validation split
+    (``val`` when the config has none), the validation's image sample (64 by default)."""
+    from detops.registry import register
+    from detops.settings import Settings
+
+    seen: dict[str, Any] = {}
+    real_resolve, real_local = register._resolve_run, register._local_data
+
+    def resolve(run: Any, *, client: Any, settings: Any) -> Any:
+        seen["resolve"] = (client, settings)
+        return real_resolve(run, client=client, settings=settings)
+
+    def local(data_root: Path, settings: Any) -> Path:
+        seen["local"] = settings
+        return real_local(data_root, settings)
+
+    def validate(root: Any, *, sample_images: int | None) -> Any:
+        seen["validate"] = (Path(root), sample_images)
+        return dataclasses.make_dataclass("Result", ["success"])(True)
+
+    def checkpoint(best: Path, **kw: Any) -> register.Registration:
+        seen["checkpoint"] = kw
+        return register.Registration("m", 1, "r" * 32, {})
+
+    monkeypatch.setattr(register, "_resolve_run", resolve)
+    monkeypatch.setattr(register, "_local_data", local)
+    monkeypatch.setattr("detops.data.validate.validate_dataset", validate)
+    monkeypatch.setattr(register, "_register_checkpoint", checkpoint)
+    monkeypatch.setattr("detops.tracking.runs.write_run_id", lambda *a: None)
+    settings = Settings(
+        project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9"
+    )
+    client = _NoRuns()
+    config = json.loads((run_dir / "config.json").read_text())
+    data = Path(config["data"])
+    for val_split, split in (("val", "val"), ("", "val"), (None, "val"), ("valid", "valid")):
+        (run_dir / "config.json").write_text(json.dumps({**config, "val_split": val_split}))
+        seen.clear()
+        register.register_run(run_dir, settings=settings, client=client)
+        assert seen["resolve"][0] is client and seen["resolve"][1] is settings
+        assert seen["local"] is settings
+        assert seen["validate"] == (data, 64)
+        assert seen["checkpoint"]["split"] == split and seen["checkpoint"]["settings"] is settings
+        assert seen["checkpoint"]["client"] is client and seen["checkpoint"]["data_valid"] is True
