@@ -572,6 +572,7 @@ def test_register_run_hands_its_settings_client_split_and_sample_on(
     """What ``register_run`` passes to each step, the steps replaced by recorders: the caller's
     settings and client to the run's resolution and the dataset's pull, the run's validation split
     (``val`` when the config has none), the validation's image sample (64 by default)."""
+    from detops.data.validate import DEFAULT_SAMPLE_IMAGES
     from detops.registry import register
     from detops.settings import Settings
 
@@ -586,7 +587,7 @@ def test_register_run_hands_its_settings_client_split_and_sample_on(
         seen["local"] = settings
         return real_local(data_root, settings)
 
-    def validate(root: Any, *, sample_images: int | None) -> Any:
+    def validate(root: Any, *, sample_images: int | None = DEFAULT_SAMPLE_IMAGES) -> Any:  # its signature
         seen["validate"] = (Path(root), sample_images)
         return dataclasses.make_dataclass("Result", ["success"])(True)
 
