@@ -144,6 +144,7 @@ def test_first_promotion_records_tags_and_audit(client: RegistryClient, source_r
     (record,) = client.audit_records(model_name(variant))
     assert record["action"] == "promote" and record["decision"] == "promoted"
     assert record["who"] == "tester@host" and record["previous_champion"] is None
+    assert record["champion_reference"] == "no champion"
     assert record["when"] and record["why"] == "every gate passed"
     assert [g["name"] for g in record["gates"]] == ["data_valid", "map", "accuracy_drop", "latency"]
     assert client.champion_history(model_name(variant)) == [v1]

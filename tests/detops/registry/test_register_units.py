@@ -564,19 +564,49 @@ def test_a_run_id_resolves_to_its_run_directory_or_its_stored_files(
     assert files.best.name == "best.pt" and files.best.read_bytes() == (run_dir / "best.pt").read_bytes()
     assert files.best.is_relative_to(tmp_path / "home") and files.run_dir == files.best.parent
     assert (files.run_dir / "config.json").is_file()
+    # the directory the tag names is here but holds only the config: the checkpoint is fetched
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(run_dir / "config.json", partial / "config.json")
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=mlflow_server.url).set_tag(elsewhere, T.RUN_DIR, str(partial))
+    files = _resolve_run(elsewhere, client=client, settings=settings)
+    assert files.best.is_relative_to(tmp_path / "home") and files.best.is_file()
+
+
+@pytest.fixture
+def handed_on(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What ``register_run``/``register_weights`` hand to their steps: the dataset validation and the
+    registration itself replaced by recorders (``validate``: root and sample; ``checkpoint``: the
+    registration's keyword arguments)."""
+    from detops.data.validate import DEFAULT_SAMPLE_IMAGES
+    from detops.registry import register
+
+    seen: dict[str, Any] = {}
+
+    def validate(root: Any, *, sample_images: int | None = DEFAULT_SAMPLE_IMAGES) -> Any:  # its signature
+        seen["validate"] = (Path(root), sample_images)
+        return dataclasses.make_dataclass("Result", ["success"])(True)
+
+    def checkpoint(best: Path, **kw: Any) -> register.Registration:
+        seen["checkpoint"] = kw
+        return register.Registration("m", 1, "r" * 32, {})
+
+    monkeypatch.setattr("detops.data.validate.validate_dataset", validate)
+    monkeypatch.setattr(register, "_register_checkpoint", checkpoint)
+    return seen
 
 
 def test_register_run_hands_its_settings_client_split_and_sample_on(
-    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handed_on: dict[str, Any]
 ) -> None:
-    """What ``register_run`` passes to each step, the steps replaced by recorders: the caller's
-    settings and client to the run's resolution and the dataset's pull, the run's validation split
-    (``val`` when the config has none), the validation's image sample (64 by default)."""
-    from detops.data.validate import DEFAULT_SAMPLE_IMAGES
+    """The caller's settings and client to the run's resolution and the dataset's pull, the run's
+    validation split (``val`` when the config has none), 64 images sampled by validation."""
     from detops.registry import register
     from detops.settings import Settings
 
-    seen: dict[str, Any] = {}
+    seen = handed_on
     real_resolve, real_local = register._resolve_run, register._local_data
 
     def resolve(run: Any, *, client: Any, settings: Any) -> Any:
@@ -587,18 +617,8 @@ def test_register_run_hands_its_settings_client_split_and_sample_on(
         seen["local"] = settings
         return real_local(data_root, settings)
 
-    def validate(root: Any, *, sample_images: int | None = DEFAULT_SAMPLE_IMAGES) -> Any:  # its signature
-        seen["validate"] = (Path(root), sample_images)
-        return dataclasses.make_dataclass("Result", ["success"])(True)
-
-    def checkpoint(best: Path, **kw: Any) -> register.Registration:
-        seen["checkpoint"] = kw
-        return register.Registration("m", 1, "r" * 32, {})
-
     monkeypatch.setattr(register, "_resolve_run", resolve)
     monkeypatch.setattr(register, "_local_data", local)
-    monkeypatch.setattr("detops.data.validate.validate_dataset", validate)
-    monkeypatch.setattr(register, "_register_checkpoint", checkpoint)
     monkeypatch.setattr("detops.tracking.runs.write_run_id", lambda *a: None)
     settings = Settings(
         project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9"
@@ -615,3 +635,30 @@ def test_register_run_hands_its_settings_client_split_and_sample_on(
         assert seen["validate"] == (data, 64)
         assert seen["checkpoint"]["split"] == split and seen["checkpoint"]["settings"] is settings
         assert seen["checkpoint"]["client"] is client and seen["checkpoint"]["data_valid"] is True
+        assert seen["checkpoint"]["profile_seconds"] == 1.5
+
+
+def test_register_weights_hands_its_defaults_on(
+    synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, handed_on: dict[str, Any]
+) -> None:
+    """``register_weights`` with its defaults: split ``val``, 64 images sampled by validation, 1.5 s
+    of profile on the CPU backends, the caller's settings and client."""
+    from detops.registry import register
+    from detops.settings import Settings
+
+    imported: list[tuple[str, Path]] = []
+    monkeypatch.setattr("detops.weights.import_official", lambda v, src, dst: imported.append((v, dst)))
+    weights = tmp_path / "release.pth"
+    weights.write_bytes(b"weights")
+    settings = Settings(
+        project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9"
+    )
+    client = _NoRuns()
+    register.register_weights(
+        weights, variant="damo_yolo_t", data_root=synth_root, settings=settings, client=client
+    )
+    assert handed_on["validate"] == (synth_root, 64)
+    kw = handed_on["checkpoint"]
+    assert (kw["split"], kw["profile_seconds"], tuple(kw["backends"])) == ("val", 1.5, ("ort", "openvino"))
+    assert kw["settings"] is settings and kw["client"] is client and kw["data_valid"] is True
+    assert imported == [("damo_yolo_t", kw["work"] / "best.pt")]
