@@ -591,7 +591,7 @@ def handed_on(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     def checkpoint(best: Path, **kw: Any) -> register.Registration:
         seen["checkpoint"] = kw
-        return register.Registration("m", 1, "r" * 32, {})
+        return register.Registration("m", 1, "ab" * 16, {})
 
     monkeypatch.setattr("detops.data.validate.validate_dataset", validate)
     monkeypatch.setattr(register, "_register_checkpoint", checkpoint)
@@ -619,7 +619,8 @@ def test_register_run_hands_its_settings_client_split_and_sample_on(
 
     monkeypatch.setattr(register, "_resolve_run", resolve)
     monkeypatch.setattr(register, "_local_data", local)
-    monkeypatch.setattr("detops.tracking.runs.write_run_id", lambda *a: None)
+    written: list[tuple[Path, str]] = []
+    monkeypatch.setattr("detops.tracking.runs.write_run_id", lambda d, r: written.append((Path(d), r)))
     settings = Settings(
         project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri="http://127.0.0.1:9"
     )
@@ -636,6 +637,10 @@ def test_register_run_hands_its_settings_client_split_and_sample_on(
         assert seen["checkpoint"]["split"] == split and seen["checkpoint"]["settings"] is settings
         assert seen["checkpoint"]["client"] is client and seen["checkpoint"]["data_valid"] is True
         assert seen["checkpoint"]["profile_seconds"] == 1.5
+    assert written == [(run_dir, "ab" * 16)] * 4  # the directory names the run it was registered in
+    (run_dir / "mlflow_run_id").write_text("ab" * 16 + "\n")  # registered into the run it names
+    register.register_run(run_dir, settings=settings, client=client)
+    assert len(written) == 4  # nothing written again
 
 
 def test_register_weights_hands_its_defaults_on(
