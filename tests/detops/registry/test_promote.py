@@ -428,6 +428,26 @@ def _add_on(
     return version
 
 
+def test_a_champion_without_a_figure_on_the_policy_backend_is_not_replaced(
+    client: RegistryClient, source_run: str
+) -> None:
+    """Promoted on ORT, judged later by a policy on OpenVINO: the champion has no figure there, so no
+    candidate can show it beats it; the map gate refuses rather than treat it as no champion."""
+    variant = _variant()
+    name = model_name(variant)
+    v1 = _add_on(client, source_run, variant, {"ort": (0.30, 20.0)})
+    assert promote(variant, policy=POLICY, client=client).champion == v1
+    v2 = _add_on(client, source_run, variant, {"openvino": (0.90, 5.0), "ort": (0.90, 5.0)})
+    on_openvino = Policy(
+        backend="openvino", map_tolerance=0.01, max_accuracy_drop=0.02, latency_budget_ms=50.0
+    )
+    decision = promote(variant, policy=on_openvino, client=client)
+    assert (decision.version, decision.decision) == (v2, "rejected")
+    assert [g.name for g in decision.gates if not g.passed] == ["map"]
+    assert client.alias_version(name, CHAMPION) == v1
+    assert client.audit_records(name)[-1]["champion_reference"] == f"v{v1} mAP None"
+
+
 # every backend a policy can name: slow (they run in mutation runs and `make test-all`)
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
