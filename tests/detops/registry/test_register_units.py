@@ -300,6 +300,10 @@ def test_register_run_tags_every_figure_and_points_challenger(
     assert client.load_artifact_json(reg.run_id, "registry/profile_ort.json")["model"] == {"median_ms": 5.25}
     export = client.load_artifact_json(reg.run_id, "registry/export.json")
     assert export == {"path": str(onnx), "max_rel_error": 1e-5}
+    from mlflow import MlflowClient
+
+    stored = {a.path for a in MlflowClient(tracking_uri=mlflow_server.url).list_artifacts(reg.run_id)}
+    assert "registry" in stored and "checkpoints" not in stored  # a run's checkpoint is the training's
 
 
 @pytest.fixture(scope="module")
@@ -667,3 +671,22 @@ def test_register_weights_hands_its_defaults_on(
     assert (kw["split"], kw["profile_seconds"], tuple(kw["backends"])) == ("val", 1.5, ("ort", "openvino"))
     assert kw["settings"] is settings and kw["client"] is client and kw["data_valid"] is True
     assert imported == [("damo_yolo_t", kw["work"] / "best.pt")]
+
+
+def test_measure_refuses_a_checkpoint_that_does_not_fit_the_variant(synth_root: Path, tmp_path: Path) -> None:
+    """Params and GFLOPs are counted on the model the checkpoint loads into, strictly: a checkpoint
+    with a key missing is not measured as if it fitted."""
+    import torch
+
+    from detops.registry.register import _measure
+
+    best = make_checkpoint(tmp_path / "best.pt", VARIANT, data_root=synth_root)
+    classes = len(json.loads((synth_root / "annotations" / "instances_val.json").read_text())["categories"])
+    assert _measure(best, variant=VARIANT, num_classes=classes)["params"] > 0
+    state = torch.load(best, map_location="cpu", weights_only=False)
+    dropped = next(iter(state["model"]))
+    for weights in (state["model"], (state.get("ema") or {}).get("module", {})):
+        weights.pop(dropped, None)
+    torch.save(state, best)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        _measure(best, variant=VARIANT, num_classes=classes)
