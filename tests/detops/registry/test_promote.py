@@ -186,7 +186,10 @@ def test_each_gate_failing_keeps_the_champion(
     assert _aliases(client, variant) == (v1, v2)  # champion stays; the rejected one is the challenger
     tags = client.get_version(model_name(variant), v2).tags
     assert tags[T.DECISION] == "rejected" and tags[T.gate_tag(gate, "passed")] == "false"
-    assert client.audit_records(model_name(variant))[-1]["failed_gates"] == [gate]
+    record = client.audit_records(model_name(variant))[-1]
+    assert record["failed_gates"] == [gate] and record["policy"] == POLICY.to_dict()
+    (failed,) = (g for g in decision.gates if not g.passed)
+    assert record["why"] == f"failed gate(s): {failed.detail}"
     assert client.champion_history(model_name(variant)) == [v1]
 
 
