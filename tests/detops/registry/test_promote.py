@@ -319,6 +319,35 @@ def test_exception_midway_restores_an_absent_challenger(
     assert _aliases(client, variant) == (v2, v3)
 
 
+def test_a_champion_moved_outside_the_lock_stops_the_promotion(
+    client: RegistryClient, source_run: str, mlflow_server: Any
+) -> None:
+    """Someone moves champion by hand while a promotion holds the lock: the promotion does not
+    overwrite it blindly; it stops with one line, puts every alias back and records the abort."""
+    variant = _variant()
+    name = model_name(variant)
+    (v1,) = _promoted(client, source_run, variant, 0.30)
+    v2 = _add(client, source_run, variant)
+
+    class MovedMeanwhile(RegistryClient):
+        moved = False
+
+        def set_champion_history(self, model: str, history: list[int]) -> None:
+            super().set_champion_history(model, history)
+            if not self.moved:  # once, by hand, from another client
+                RegistryClient(tracking_uri=self.tracking_uri).set_alias(model, CHAMPION, v2)
+                self.moved = True
+
+    with pytest.raises(DetopsError) as info:
+        promote(variant, policy=POLICY, client=MovedMeanwhile(tracking_uri=mlflow_server.url))
+    assert str(info.value) == (
+        f"{name}: champion moved from v{v1} to v{v2} during the promotion; nothing changed, run it again"
+    )
+    assert info.value.exit_code == 1
+    assert _aliases(client, variant) == (v1, v2) and client.champion_history(name) == [v1]
+    assert client.audit_records(name)[-1]["decision"] == "aborted"
+
+
 def test_racing_promotions_leave_one_consistent_champion(
     client: RegistryClient, source_run: str, mlflow_server: Any
 ) -> None:
@@ -693,11 +722,15 @@ def test_rollback_points_challenger_at_a_candidate_the_alias_had_missed(
 
 
 def test_refresh_excludes_a_champion_set_by_hand(client: RegistryClient, source_run: str) -> None:
-    """A champion alias moved by hand (no decision tag) is still no challenger."""
+    """A champion alias moved by hand (no decision tag) is still no challenger: neither when
+    re-pointing challenger nor after a promotion that keeps it."""
     variant = _variant()
     name = model_name(variant)
     v1 = _add(client, source_run, variant)
     v2 = _add(client, source_run, variant)
     client.set_alias(name, CHAMPION, v2)
     assert refresh_challenger(client, name) == v1
+    assert _aliases(client, variant) == (v2, v1)
+    decision = promote(variant, policy=Policy(latency_budget_ms=1.0), version=v1, client=client)
+    assert (decision.version, decision.decision, decision.challenger) == (v1, "rejected", v1)
     assert _aliases(client, variant) == (v2, v1)
