@@ -257,6 +257,8 @@ def test_register_run_tags_every_figure_and_points_challenger(
     )
     assert caplog.records[0].getMessage() == f"registering {VARIANT} from {run_dir}"
     assert (reg.model, reg.version) == (name, 1)
+    logging_line = f"logging the pyfunc detector to MLflow run {reg.run_id} and creating the version"
+    assert logging_line in [r.getMessage() for r in caplog.records if r.levelname == "DEBUG"]
     assert run_id_for(run_dir) == reg.run_id  # the run directory now names its MLflow run
     version = client.get_version(name, 1)
     model = models.build_model(VARIANT, num_classes=classes)
