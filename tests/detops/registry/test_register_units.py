@@ -304,8 +304,13 @@ def test_register_run_tags_every_figure_and_points_challenger(
     assert export == {"path": str(onnx), "max_rel_error": 1e-5}
     from mlflow import MlflowClient
 
-    stored = {a.path for a in MlflowClient(tracking_uri=mlflow_server.url).list_artifacts(reg.run_id)}
+    mlflow_client = MlflowClient(tracking_uri=mlflow_server.url)
+    stored = {a.path for a in mlflow_client.list_artifacts(reg.run_id)}
     assert "registry" in stored and "checkpoints" not in stored  # a run's checkpoint is the training's
+    # the version and the detector it serves belong to that same MLflow run
+    mv = mlflow_client.get_model_version(name, "1")
+    detector = mlflow_client.get_logged_model(mv.source.removeprefix("models:/"))
+    assert mv.run_id == reg.run_id and detector.source_run_id == reg.run_id
 
 
 @pytest.fixture(scope="module")
