@@ -697,3 +697,24 @@ def test_measure_refuses_a_checkpoint_that_does_not_fit_the_variant(synth_root: 
     torch.save(state, best)
     with pytest.raises(RuntimeError, match="Missing key"):
         _measure(best, variant=VARIANT, num_classes=classes)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "expected"),
+    [(161, 80, (80, 160)), (1600, 5, (1, 160)), (5, 1600, (160, 1))],  # (height, width) after
+)
+def test_example_image_shrinks_to_160_px_keeping_at_least_one_pixel(
+    tmp_path: Path, width: int, height: int, expected: tuple[int, int]
+) -> None:
+    """By default the longest side is cut to 160 px (an image one pixel larger is shrunk), and a side
+    that would round to nothing keeps one pixel."""
+    from detops.registry.register import _example_image
+
+    (tmp_path / "val").mkdir()
+    (tmp_path / "annotations").mkdir()
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "val" / "a.png"), image)
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": width, "height": height}], "annotations": []}
+    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps({**coco, "categories": []}))
+    small = cv2.imdecode(np.frombuffer(_example_image(tmp_path, "val"), np.uint8), cv2.IMREAD_COLOR)
+    assert small.shape[:2] == expected
