@@ -161,9 +161,14 @@ def test_example_image_is_the_first_image_scaled_to_the_longest_side(synth_root:
     assert small.shape[:2] == (max(1, round(h * 40 / max(h, w))), max(1, round(w * 40 / max(h, w))))
     reference = cv2.resize(original, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
     assert np.abs(small.astype(float) - reference).mean() < 8.0  # JPEG at quality 90, in RGB order
-    whole = decoded(_example_image(synth_root, "val"))  # default 160 px: larger than the image
+    whole_jpeg = _example_image(synth_root, "val")  # default 160 px: larger than the image
+    whole = decoded(whole_jpeg)
     assert whole.shape == original.shape
     assert np.abs(whole.astype(float) - original).mean() < 6.0
+    ok, jpeg90 = cv2.imencode(
+        ".jpg", cv2.cvtColor(original, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90]
+    )
+    assert ok and whole_jpeg == jpeg90.tobytes()  # JPEG at quality 90
 
 
 def test_example_image_of_an_empty_split_is_refused(synth_root: Path, tmp_path: Path) -> None:
@@ -718,3 +723,28 @@ def test_example_image_shrinks_to_160_px_keeping_at_least_one_pixel(
     (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps({**coco, "categories": []}))
     small = cv2.imdecode(np.frombuffer(_example_image(tmp_path, "val"), np.uint8), cv2.IMREAD_COLOR)
     assert small.shape[:2] == expected
+
+
+def test_example_image_averages_when_it_shrinks(tmp_path: Path) -> None:
+    """Pixel noise shrunk tenfold averages out (area interpolation) instead of being sampled."""
+    from detops.registry.register import _example_image
+
+    (tmp_path / "val").mkdir()
+    (tmp_path / "annotations").mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (800, 1600, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "val" / "a.png"), noise)
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 1600, "height": 800}], "annotations": []}
+    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps({**coco, "categories": []}))
+    small = cv2.imdecode(np.frombuffer(_example_image(tmp_path, "val"), np.uint8), cv2.IMREAD_COLOR)
+    assert small.shape[:2] == (80, 160) and small.std() < 12.0  # a sampled image keeps std ~74
+
+
+def test_an_example_opencv_cannot_encode_is_one_error(
+    synth_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detops.registry.register import _example_image
+
+    monkeypatch.setattr(cv2, "imencode", lambda *a, **k: (False, None))
+    with pytest.raises(DetopsError) as exc:
+        _example_image(synth_root, "val")
+    assert str(exc.value) == "OpenCV could not encode the model's input example"
