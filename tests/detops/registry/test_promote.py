@@ -517,6 +517,9 @@ def test_promotion_and_selection_judge_the_backend_the_policy_names(
     refused = promote(variant, policy=policy, client=client)
     assert refused.version == unmeasured and refused.decision == "rejected"
     assert {"map", "latency"} <= {g.name for g in refused.gates if not g.passed}
+    details = [g.detail for g in refused.gates if not g.passed]
+    assert client.audit_records(name)[-1]["why"] == "failed gate(s): " + "; ".join(details)
+    assert len(details) >= 2  # so the separator shows
     assert client.alias_version(name, CHAMPION) == v1
 
     better = _add_on(client, source_run, variant, {backend: (0.35, 25.0)})
