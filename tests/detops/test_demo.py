@@ -21,11 +21,9 @@ TINY = DemoConfig(
     profile_seconds=0.05,
 )
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*"),
-    # one worker under pytest-xdist: the module's tiny demo is built once, not once per worker
-    pytest.mark.xdist_group(name="demo"),
-]
+# Under pytest-xdist the module runs in one worker (tests/conftest.py groups modules with
+# module-scoped fixtures): the tiny demo is built once, not once per worker.
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:dvc.*")]
 
 
 @pytest.fixture(scope="module")

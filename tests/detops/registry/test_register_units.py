@@ -704,6 +704,19 @@ def test_measure_refuses_a_checkpoint_that_does_not_fit_the_variant(synth_root: 
         _measure(best, variant=VARIANT, num_classes=classes)
 
 
+def _example_of(image: np.ndarray, root: Path) -> np.ndarray:
+    """The decoded input example of a ``val`` split under ``root`` holding ``image`` alone."""
+    from detops.registry.register import _example_image
+
+    (root / "val").mkdir()
+    (root / "annotations").mkdir()
+    cv2.imwrite(str(root / "val" / "a.png"), image)
+    h, w = image.shape[:2]
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": w, "height": h}], "annotations": []}
+    (root / "annotations" / "instances_val.json").write_text(json.dumps({**coco, "categories": []}))
+    return cv2.imdecode(np.frombuffer(_example_image(root, "val"), np.uint8), cv2.IMREAD_COLOR)
+
+
 @pytest.mark.parametrize(
     ("width", "height", "expected"),
     [(161, 80, (80, 160)), (1600, 5, (1, 160)), (5, 1600, (160, 1))],  # (height, width) after
@@ -713,29 +726,14 @@ def test_example_image_shrinks_to_160_px_keeping_at_least_one_pixel(
 ) -> None:
     """By default the longest side is cut to 160 px (an image one pixel larger is shrunk), and a side
     that would round to nothing keeps one pixel."""
-    from detops.registry.register import _example_image
-
-    (tmp_path / "val").mkdir()
-    (tmp_path / "annotations").mkdir()
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    cv2.imwrite(str(tmp_path / "val" / "a.png"), image)
-    coco = {"images": [{"id": 1, "file_name": "a.png", "width": width, "height": height}], "annotations": []}
-    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps({**coco, "categories": []}))
-    small = cv2.imdecode(np.frombuffer(_example_image(tmp_path, "val"), np.uint8), cv2.IMREAD_COLOR)
-    assert small.shape[:2] == expected
+    assert _example_of(image, tmp_path).shape[:2] == expected
 
 
 def test_example_image_averages_when_it_shrinks(tmp_path: Path) -> None:
     """Pixel noise shrunk tenfold averages out (area interpolation) instead of being sampled."""
-    from detops.registry.register import _example_image
-
-    (tmp_path / "val").mkdir()
-    (tmp_path / "annotations").mkdir()
     noise = np.random.default_rng(0).integers(0, 256, (800, 1600, 3), dtype=np.uint8)
-    cv2.imwrite(str(tmp_path / "val" / "a.png"), noise)
-    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 1600, "height": 800}], "annotations": []}
-    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps({**coco, "categories": []}))
-    small = cv2.imdecode(np.frombuffer(_example_image(tmp_path, "val"), np.uint8), cv2.IMREAD_COLOR)
+    small = _example_of(noise, tmp_path)
     assert small.shape[:2] == (80, 160) and small.std() < 12.0  # a sampled image keeps std ~74
 
 
