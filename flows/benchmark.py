@@ -1,4 +1,5 @@
-"""The ``benchmark`` flow: the deploy stage alone for registry versions (what the ``t4`` pool runs)."""
+"""The ``benchmark`` flow: registry versions measured on the worker that runs it (what the ``t4``
+pool runs): latency on each backend, and the TensorRT engine's mAP, tagged onto each version."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.deploy import build_engine, profile, tensorrt_status
-from tasks.registry import fetch_version, record_benchmark
+from tasks.registry import benchmark_version, publish_benchmark
 
 
 @flow(name="benchmark")
@@ -15,19 +15,15 @@ def benchmark(
     versions: dict[str, int],
     backends: tuple[str, ...] = ("ort", "openvino", "tensorrt"),
     profile_seconds: float = 1.5,
+    data: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Profile registry ``versions`` ({variant: version}) on ``backends`` at batch 1, tag each version
-    with its latencies and publish the table. TensorRT runs only where it is installed with a GPU;
-    elsewhere it is reported as unavailable."""
-    fetched = [fetch_version(variant, version) for variant, version in versions.items()]
-    trt = tensorrt_status() if "tensorrt" in backends else {"available": False, "detail": "not asked"}
-    cpu = [b for b in backends if b != "tensorrt"]
-    profiles = {b: [profile(f, backend=b, seconds=profile_seconds) for f in fetched] for b in cpu}
-    if "tensorrt" in backends and trt["available"]:
-        engines = [build_engine(f["onnx"]) for f in fetched]
-        profiles["tensorrt"] = [
-            profile({"onnx": e, "variant": f["variant"]}, backend="tensorrt", seconds=profile_seconds)
-            for f, e in zip(fetched, engines, strict=True)
-        ]
-    unavailable = {} if trt["available"] or "tensorrt" not in backends else {"tensorrt": trt["detail"]}
-    return record_benchmark(fetched, profiles, unavailable=unavailable)
+    """Benchmark registry ``versions`` ({variant: version}) on ``backends`` at batch 1 and publish the
+    table. TensorRT runs only where it is installed with a GPU (elsewhere it is reported as
+    unavailable); there its engine's mAP is measured on each version's own dataset version, pulled
+    from the DVC remote, or found in ``data`` (a directory on the worker, for a dataset that was not
+    pushed: COCO val2017 of ``reproduce``)."""
+    results = [
+        benchmark_version(variant, version, backends=backends, seconds=profile_seconds, data=data)
+        for variant, version in versions.items()
+    ]
+    return publish_benchmark(results)

@@ -21,8 +21,9 @@ def reproduce(
     profile_seconds: float = 1.5,
 ) -> dict[str, Any]:
     """Register every release file of ``variants`` (default: the table's eight) found in
-    ``weights_dir``, evaluated on COCO val2017 under ``coco``; TensorRT on the ``t4`` pool when it has
-    a worker; the report with the published figure beside each measured one."""
+    ``weights_dir``, evaluated on COCO val2017 under ``coco``; TensorRT (latency and the engine's
+    mAP, with COCO at the same path on that worker) on the ``t4`` pool when it has a worker; the
+    report with the published figure beside each measured one."""
     found = find_release_files(coco, weights_dir, variants or ["all"])
     cpu = tuple(b for b in backends if b != "tensorrt")
     registered = [
@@ -37,7 +38,8 @@ def reproduce(
         for variant, weights in found.items()
     ]
     tensorrt = (
-        dispatch_tensorrt({r["variant"]: r["version"] for r in registered})
+        # COCO is on no DVC remote: the t4 worker finds it at the same path (a shared mount)
+        dispatch_tensorrt({r["variant"]: r["version"] for r in registered}, data=coco)
         if "tensorrt" in backends
         else {"dispatched": False, "detail": "TensorRT not asked"}
     )

@@ -49,36 +49,28 @@ def profile(artifact: dict[str, Any], *, backend: str, seconds: float = 1.5) -> 
     return profile_run(artifact, backend=backend, seconds=seconds)
 
 
-@task(name="tensorrt-available", tags=["deploy"])
-def tensorrt_status() -> dict[str, Any]:
-    """Whether this machine can build TensorRT engines: ``{"available", "detail"}``."""
-    from detops.deploy.tensorrt.build import tensorrt_status as status
-
-    return status()
-
-
-@task(name="build-engine", tags=["tensorrt"], timeout_seconds=3 * 3600)
-def build_engine(onnx: str, *, precision: str = "fp16") -> str:
-    """Build ``onnx`` into a TensorRT engine beside it (one build per GPU: tag ``tensorrt``)."""
-    from detops.deploy.tensorrt.build import build_engine as build
-
-    return str(build(onnx, precision=precision).engine)
-
-
 @task(
     name="dispatch-t4",
-    tags=["tensorrt"],
+    # Not `tensorrt`: this task only waits for the t4 pool's run, whose benchmark task takes the
+    # `tensorrt` slot (with one slot per GPU, holding it here would deadlock that run).
+    tags=["dispatch"],
     retries=2,
     retry_delay_seconds=[10, 60],
     retry_condition_fn=retry_transient,
     timeout_seconds=4 * 3600,
 )
 def dispatch_tensorrt(
-    versions: dict[str, int], *, pool: str = "t4", deployment: str = "benchmark/benchmark-t4"
+    versions: dict[str, int],
+    *,
+    pool: str = "t4",
+    deployment: str = "benchmark/benchmark-t4",
+    data: str | None = None,
 ) -> dict[str, Any]:
     """Run the ``benchmark`` deployment on the ``pool`` work pool for ``versions`` ({variant:
     registry version}) when that pool has an online worker; otherwise publish a markdown note that
-    TensorRT was skipped. Returns ``{"dispatched": bool, "detail", "flow_run_id"?, "state"?}``."""
+    TensorRT was skipped. ``data``: the benchmark's ``data`` (a directory on that worker holding a
+    dataset that is on no DVC remote). Returns ``{"dispatched": bool, "detail", "flow_run_id"?,
+    "state"?}``."""
     from prefect.artifacts import create_markdown_artifact
     from prefect.deployments import run_deployment
 
@@ -89,7 +81,8 @@ def dispatch_tensorrt(
         note = f"TensorRT build, profile and engine evaluation skipped: {detail}."
         create_markdown_artifact(key="tensorrt-skipped", markdown=f"**{note}**", description=note)
         return {"dispatched": False, "detail": note}
-    run: Any = run_deployment(name=deployment, parameters={"versions": versions}, timeout=4 * 3600)
+    parameters: dict[str, Any] = {"versions": versions, **({"data": data} if data else {})}
+    run: Any = run_deployment(name=deployment, parameters=parameters, timeout=4 * 3600)
     return {
         "dispatched": True,
         "detail": f"flow run {run.id} on pool {pool}",

@@ -10,9 +10,6 @@ from prefect import task
 from tasks.caching import register_cache_key
 from tasks.retry import retry_transient
 
-TAGGED_BACKENDS: tuple[str, ...] = ("tensorrt",)
-"""Backends whose benchmark latency is written onto the registry version."""
-
 _MLFLOW_RETRIES: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": [5, 20, 60],
@@ -190,56 +187,43 @@ def report(
     return out
 
 
-@task(name="fetch-version", tags=["mlflow"], **_MLFLOW)
-def fetch_version(variant: str, version: int) -> dict[str, Any]:
-    """The ONNX file of registry version ``version`` of ``detops-<variant>`` (downloaded and cached
-    under home); ``{"variant", "version", "onnx"}``."""
-    from detops.registry.client import model_name
-    from detops.registry.uri import resolve_model_uri
-
-    onnx = resolve_model_uri(f"models:/{model_name(variant)}/{int(version)}", want="onnx")
-    return {"variant": variant, "version": int(version), "onnx": str(onnx)}
-
-
-@task(name="record-benchmark", tags=["mlflow"], **_MLFLOW)
-def record_benchmark(
-    fetched: list[dict[str, Any]],
-    profiles: dict[str, list[dict[str, Any]]],
+@task(
+    name="benchmark-version",
+    task_run_name="benchmark-{variant}-v{version}",
+    tags=["mlflow", "tensorrt"],  # `tensorrt`: one engine build per GPU (the tag's concurrency limit)
+    **_MLFLOW_RETRIES,
+    timeout_seconds=3 * 3600,
+)
+def benchmark_version(
+    variant: str,
+    version: int,
     *,
-    unavailable: dict[str, str],
-) -> list[dict[str, Any]]:
-    """Publish the ``benchmark`` table and markdown artifacts and tag each version with its TensorRT
-    latency (CPU figures stay those measured at registration, on the machine the gates were judged
-    for); ``unavailable`` ({backend: why}) is reported as such. Returns the table rows (``variant``,
-    ``version``, ``backend``, ``median_ms`` or ``None``, ``status``)."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    from detops.registry import tags as T
-    from detops.registry.client import RegistryClient, model_name
+    backends: tuple[str, ...],
+    seconds: float,
+    data: str | None = None,
+) -> dict[str, Any]:
+    """``benchmark_version``: registry version ``version`` of ``detops-<variant>`` profiled on
+    ``backends`` here (TensorRT engine built and its mAP measured where TensorRT and a GPU are), the
+    worker-only figures tagged onto the version; ``VersionBenchmark.as_dict()``."""
+    from detops.registry.benchmark import benchmark_version as run
     from detops.settings import get_settings
 
-    client = RegistryClient(tracking_uri=get_settings().mlflow_tracking_uri)
-    rows: list[dict[str, Any]] = []
-    for i, item in enumerate(fetched):
-        for backend, per_version in profiles.items():
-            ms = float(per_version[i]["model"]["median_ms"])
-            if backend in TAGGED_BACKENDS:
-                client.set_version_tags(
-                    model_name(item["variant"]), item["version"], {T.latency_tag(backend): T.fmt_float(ms)}
-                )
-            rows.append({**_row(item), "backend": backend, "median_ms": ms, "status": "measured"})
-        for backend, why in unavailable.items():
-            rows.append(
-                {**_row(item), "backend": backend, "median_ms": None, "status": f"unavailable: {why}"}
-            )
-    create_table_artifact(key="benchmark", table=rows, description="Median model latency at batch 1")
-    lines = [f"- {backend}: unavailable ({why})" for backend, why in unavailable.items()]
-    create_markdown_artifact(
-        key="benchmark-notes",
-        markdown="# Benchmark\n\n" + ("\n".join(lines) if lines else "Every requested backend ran."),
+    settings = get_settings()
+    return run(variant, version, backends=backends, seconds=seconds, data=data, settings=settings).as_dict()
+
+
+@task(name="publish-benchmark")
+def publish_benchmark(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Publish the ``benchmark`` table (one row per version and backend: median ms, the mAP measured
+    here beside the checkpoint's, status) and the ``benchmark-notes`` markdown of what was not
+    measured and why; returns the rows."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from detops.registry.benchmark import benchmark_notes, benchmark_rows
+
+    rows = benchmark_rows(results)
+    create_table_artifact(
+        key="benchmark", table=rows, description="Median model latency at batch 1, and mAP measured here"
     )
+    create_markdown_artifact(key="benchmark-notes", markdown=benchmark_notes(results))
     return rows
-
-
-def _row(item: dict[str, Any]) -> dict[str, Any]:
-    return {"variant": item["variant"], "version": item["version"]}

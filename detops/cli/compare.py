@@ -23,10 +23,20 @@ def benchmark_cmd(
     img_size: int = typer.Option(640, "--img-size", help="Square input size of the exported graphs."),
     backends: str = typer.Option("ort,openvino,tensorrt", "--backends", help="Backends to profile on."),
     seconds: float = typer.Option(1.5, "--seconds", help="Timed seconds per profile."),
+    version: int = typer.Option(
+        None,
+        "--version",
+        help="Benchmark this registry version of the one variant in --variants instead: its TensorRT "
+        "latency and engine mAP are tagged onto it (run on the GPU machine).",
+    ),
+    data: Path = typer.Option(
+        None, "--data", help="With --version: a directory holding the version's dataset, if on no DVC remote."
+    ),
 ) -> None:
     """Latency-only rows: build each variant untrained, export it, profile it on every available
     backend and record the figures (labelled untrained, latency only) for the report. Trains and
-    registers nothing."""
+    registers nothing. With --version: measure that registry version here instead (what the t4
+    pool's benchmark flow runs)."""
     from detops.logs import setup_logging
     from detops.registry.client import open_registry
     from detops.registry.latency_only import benchmark_untrained, resolve_variants
@@ -34,6 +44,11 @@ def benchmark_cmd(
 
     if not seconds > 0:
         raise DetopsError(f"--seconds must be > 0, got {seconds}")
+    if data is not None and version is None:
+        raise DetopsError("--data goes with --version (the dataset of a registry version)")
+    if version is not None:
+        _benchmark_version(variants, version, backends=backends, seconds=seconds, data=data)
+        return
     names = resolve_variants(_names(variants, "--variants"))
     settings = get_settings()
     setup_logging()
@@ -62,6 +77,45 @@ def benchmark_cmd(
     if why:
         typer.echo(f"TensorRT: {why}")
     typer.echo("recorded as latency-only entries (untrained); see them with `detops report`")
+
+
+def _benchmark_version(
+    variants: str, version: int, *, backends: str, seconds: float, data: Path | None
+) -> None:
+    from detops.cli import _validate as check
+    from detops.logs import setup_logging
+    from detops.registry.benchmark import benchmark_rows, benchmark_version
+    from detops.registry.client import model_name, open_registry
+    from detops.settings import get_settings
+
+    if version < 1:
+        raise DetopsError(f"--version must be >= 1, got {version}")
+    names = _names(variants, "--variants")
+    if len(names) != 1:
+        raise DetopsError(f"--version needs exactly one variant in --variants, got {variants!r}")
+    check.variant(names[0], "--variants")
+    settings = get_settings()
+    setup_logging()
+    with open_registry(settings) as client:
+        result = benchmark_version(
+            names[0],
+            version,
+            backends=_names(backends, "--backends"),
+            seconds=seconds,
+            data=data,
+            settings=settings,
+            client=client,
+        )
+    typer.echo(f"{model_name(result.variant)} version {result.version}")
+    for row in benchmark_rows([result.as_dict()]):
+        ms = "" if row["median_ms"] is None else f"{row['median_ms']:.2f} ms"
+        ckpt = row["map_checkpoint"]
+        figure = "" if row["map"] is None else f"mAP {row['map']:.4f} (checkpoint "
+        figure += "" if row["map"] is None else ("unknown)" if ckpt is None else f"{ckpt:.4f})")
+        status = "" if row["status"] == "measured" else row["status"]
+        typer.echo(f"  {row['backend']:<9} {ms:>10}  {figure}{status}".rstrip())
+    if result.tags:
+        typer.echo(f"tagged: {', '.join(sorted(result.tags))}")
 
 
 def reproduce_cmd(

@@ -90,7 +90,9 @@ def export_cmd(
 def profile_cmd(
     artifact: Path = typer.Argument(..., help="Checkpoint, run directory, ONNX file or TensorRT engine."),
     backend: str = typer.Option(..., "--backend", help="torch, ort, openvino or tensorrt."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option(
+        None, "--device", help="cpu or cuda (default: cuda for tensorrt, cpu otherwise)."
+    ),
     batch: int = typer.Option(1, "--batch", help="Images per run."),
     img_size: int = typer.Option(
         None, "--img-size", help="Input size (checkpoints only; graphs have theirs)."
@@ -200,7 +202,9 @@ def predict_cmd(
     backend: str = typer.Option(
         None, "--backend", help="torch, ort, openvino or tensorrt (default: by kind)."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option(
+        None, "--device", help="cpu or cuda (default: cuda for tensorrt, cpu otherwise)."
+    ),
     score: float = typer.Option(0.3, "--score", help="Draw and keep detections scoring at least this."),
     out: Path = typer.Option(Path("predictions"), "--out", help="Output directory."),
 ) -> None:

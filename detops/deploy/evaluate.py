@@ -86,15 +86,17 @@ def evaluate_artifact(
     data_root: str | os.PathLike[str],
     split: str = "val",
     reference: str | os.PathLike[str] | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     batch_size: int = 8,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Stats dict of ``artifact`` on ``backend`` plus ``backend``, ``artifact`` and, with ``reference``
-    (a checkpoint), ``reference`` (its stats dict) and ``delta`` (artifact minus reference)."""
+    """Stats dict of ``artifact`` on ``backend`` plus ``backend``, ``artifact``, ``split`` and, with
+    ``reference`` (a checkpoint), ``reference`` (its stats dict) and ``delta`` (artifact minus
+    reference). ``device``: see ``load_runner`` (``None``: the backend's own; the reference runs on
+    ``device`` or the CPU)."""
     runner = load_runner(artifact, backend=backend, device=device, threads=threads)
     stats = evaluate_runner(runner, data_root=data_root, split=split, batch_size=batch_size)
-    out: dict[str, Any] = {**stats, "backend": backend, "artifact": str(artifact)}
+    out: dict[str, Any] = {**stats, "backend": backend, "artifact": str(artifact), "split": split}
     if reference is not None:
         ref_runner = load_runner(
             reference, backend="torch", device=device, threads=threads, input_size=runner.meta.input_size
@@ -118,7 +120,7 @@ def evaluate_backends(
     data_root: str | os.PathLike[str],
     split: str = "val",
     reference: str | os.PathLike[str] | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     batch_size: int = 8,
 ) -> dict[str, dict[str, Any]]:
     """``evaluate_artifact`` of ``artifact`` on each of ``backends`` ({backend: stats}); the reference

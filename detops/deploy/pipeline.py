@@ -8,6 +8,9 @@ can pass on): a run summary (``fit``'s, with ``run_id``), then an ``artifact`` d
     >>> artifact = export_run(summary)                       # best.pt -> best.onnx, parity checked
     >>> evaluations = evaluate_run(artifact, backends=("ort", "openvino"), data_root="data")
     >>> profiles = {b: profile_run(artifact, backend=b) for b in ("ort", "openvino")}
+
+``backend_artifacts`` gives the file each backend runs (the ONNX file, or a TensorRT engine built from
+it where TensorRT and a GPU are here); the benchmarks profile what it returns.
 """
 
 from __future__ import annotations
@@ -114,3 +117,22 @@ def profile_run(
         result["model"]["n"],
     )
     return result
+
+
+def backend_artifacts(
+    onnx: str | Path, backends: Sequence[str], *, precision: str = "fp16"
+) -> tuple[dict[str, str], dict[str, str]]:
+    """({backend: file it runs}, {backend: why it cannot run here}) for ``backends``: the ONNX file
+    for every backend but ``tensorrt``; for ``tensorrt`` a ``precision`` engine built beside the ONNX
+    file when this machine has TensorRT and a CUDA GPU, else the reason it has not."""
+    from detops.deploy.tensorrt.build import build_engine, tensorrt_status
+
+    artifacts = {b: str(onnx) for b in backends if b != "tensorrt"}
+    unavailable: dict[str, str] = {}
+    if "tensorrt" in backends:
+        status = tensorrt_status()
+        if status["available"]:
+            artifacts["tensorrt"] = str(build_engine(onnx, precision=precision).engine)
+        else:
+            unavailable["tensorrt"] = str(status["detail"])
+    return artifacts, unavailable

@@ -78,8 +78,7 @@ def benchmark_untrained(
     ``img_size``; each recorded in MLflow as it is done (``on_entry`` is called then)."""
     import models
     from detops.deploy.exporting import export_artifact
-    from detops.deploy.pipeline import profile_run
-    from detops.deploy.tensorrt.build import build_engine, tensorrt_status
+    from detops.deploy.pipeline import backend_artifacts, profile_run
     from detops.registry.client import RegistryClient
     from detops.registry.register import model_size
     from detops.settings import get_settings
@@ -92,20 +91,13 @@ def benchmark_untrained(
             models.check_input_size(models.get_variant(name), img_size)
         except ValueError as exc:
             raise DetopsError(f"--img-size {img_size}: {name}: {exc}") from None
-    trt = tensorrt_status() if "tensorrt" in backends else {"available": False, "detail": "not asked"}
     entries = []
     for variant in variants:
         work = Path(settings.home) / "benchmark" / f"{variant}-{img_size}"
         log.info("%-12s exporting the untrained model at %d px", variant, img_size)
         export, _ = export_artifact(variant, out=work / "model.onnx", image_size=img_size, batch=1)
         sizes = model_size(models.build_model(variant, num_classes=80).eval(), variant)
-        artifacts = {b: str(export.path) for b in backends if b != "tensorrt"}
-        unavailable = {}
-        if "tensorrt" in backends:
-            if trt["available"]:
-                artifacts["tensorrt"] = str(build_engine(export.path, precision="fp16").engine)
-            else:
-                unavailable["tensorrt"] = str(trt["detail"])
+        artifacts, unavailable = backend_artifacts(export.path, backends)
         profiles = {
             backend: profile_run({"onnx": path, "variant": variant}, backend=backend, seconds=seconds)
             for backend, path in artifacts.items()

@@ -345,7 +345,8 @@ def _register_checkpoint(
             )
             for backend in backends
         }
-    checkpoint_map = float(next(ev for ev in evaluations.values() if "reference" in ev)["reference"]["AP"])
+    scored = next(ev for ev in evaluations.values() if "reference" in ev)
+    checkpoint_map = float(scored["reference"]["AP"])
     sizes = _measure(best, variant=variant, num_classes=meta.num_classes)
 
     version_tags: dict[str, str] = {
@@ -363,6 +364,7 @@ def _register_checkpoint(
         # export_artifact writes no file that fails its parity check, so an artifact here passed it
         T.EXPORT_PARITY: json.dumps({"passed": True, "max_rel_error": max_rel_error}, sort_keys=True),
         T.MAP_CHECKPOINT: T.fmt_float(checkpoint_map),
+        T.EVAL_SPLIT: str(scored.get("split", split)),  # what was measured (the flow's own evaluation)
         **tags,
     }
     for backend, ev in evaluations.items():

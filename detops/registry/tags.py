@@ -29,6 +29,8 @@ SOURCE_FILE = "detops.source_file"
 SOURCE_SHA256 = "detops.source_sha256"
 EVAL_DATA = "detops.eval_data"
 """What the version's mAP was measured on: ``coco_val2017`` when the published figures apply."""
+EVAL_SPLIT = "detops.eval_split"
+"""The split of the version's dataset (``detops.dataset_version``) its mAP figures were measured on."""
 
 DECISION = "detops.promotion.decision"
 DECISION_WHEN = "detops.promotion.when"

@@ -434,6 +434,26 @@ ROWS = [
         marks=slow,
     ),
     pytest.param(
+        "benchmark --data {root}",
+        ["--data goes with --version"],
+        2,
+        id="benchmark --data without --version",
+    ),
+    pytest.param(
+        "benchmark --variants damo_yolo_t,damo_yolo_s --version 1",
+        ["--version needs exactly one variant", "'damo_yolo_t,damo_yolo_s'"],
+        2,
+        id="benchmark --version of two variants",
+        marks=slow,
+    ),
+    pytest.param(
+        "benchmark --variants damo_yolo_t --version 3",
+        ["detops-damo_yolo_t", "3"],
+        2,
+        id="benchmark --version not registered",
+        marks=slow,
+    ),
+    pytest.param(
         "reproduce --coco {root} --weights-dir {root}",
         ["not the COCO 2017 layout", "instances_val2017.json"],
         2,

@@ -232,6 +232,9 @@ BACKEND_KINDS: dict[str, str] = {
     "tensorrt": "tensorrt",
 }
 
+BACKEND_DEVICES: dict[str, str] = {"tensorrt": "cuda"}
+"""The device a backend runs on when none is named: ``cuda`` for TensorRT, ``cpu`` for the others."""
+
 _BACKEND_CLASSES: dict[str, tuple[str, str]] = {
     "torch": ("detops.deploy.runners.torch_runner", "TorchRunner"),
     "ort": ("detops.deploy.runners.ort", "OrtRunner"),
@@ -262,7 +265,7 @@ def load_runner(
     artifact: str | os.PathLike[str],
     *,
     backend: str,
-    device: str = "cpu",
+    device: str | None = None,
     precision: str | None = None,
     threads: int | None = None,
     input_size: int | None = None,
@@ -272,7 +275,7 @@ def load_runner(
     Args:
         artifact: a file or run directory (see ``resolve_artifact``).
         backend: a key of ``RUNNERS``: ``torch``, ``ort``, ``openvino`` or ``tensorrt``.
-        device: ``cpu`` or ``cuda``.
+        device: ``cpu`` or ``cuda``; ``None``: the backend's own (``BACKEND_DEVICES``, else ``cpu``).
         precision: ``None`` for the artifact's own; ``fp16``/``bf16`` autocast for torch, an inference
             precision hint for OpenVINO.
         threads: intra-op CPU threads (``None``: the runtime's default).
@@ -282,6 +285,7 @@ def load_runner(
     """
     if backend not in RUNNERS:
         raise DetopsError(f"unknown backend {backend!r}; choose one of {', '.join(RUNNERS)}")
+    device = device or BACKEND_DEVICES.get(backend, "cpu")
     if device not in ("cpu", "cuda"):
         raise DetopsError(f"--device must be cpu or cuda, got {device!r}")
     if threads is not None and threads < 1:

@@ -215,21 +215,22 @@ def test_evaluate_artifact_passes_everything_on_and_reports_the_delta(
         onnx, backend="ort", data_root=synth_root, reference=ckpt, threads=1, batch_size=2
     )
     assert loads == [
-        ("best.onnx", {"backend": "ort", "device": "cpu", "threads": 1}),
-        ("best.pt", {"backend": "torch", "device": "cpu", "threads": 1, "input_size": 64}),
+        ("best.onnx", {"backend": "ort", "device": None, "threads": 1}),
+        ("best.pt", {"backend": "torch", "device": None, "threads": 1, "input_size": 64}),
     ]
     assert evaluations == [
         {"backend": "ort", "data_root": synth_root, "split": "val", "batch_size": 2},
         {"backend": "torch", "data_root": synth_root, "split": "val", "batch_size": 2},
     ]
     assert out["backend"] == "ort" and out["artifact"] == str(onnx) and out["reference_artifact"] == str(ckpt)
+    assert out["split"] == "val"
     assert set(out["reference"]) == {*STAT_NAMES, "stats", "per_class"}
     assert out["delta"] == {k: float(out[k]) - float(out["reference"][k]) for k in STAT_NAMES}
 
     loads.clear()
     evaluations.clear()
     plain = ev.evaluate_artifact(onnx, backend="ort", data_root=synth_root, split="train")
-    assert loads == [("best.onnx", {"backend": "ort", "device": "cpu", "threads": None})]
+    assert loads == [("best.onnx", {"backend": "ort", "device": None, "threads": None})]
     assert evaluations == [{"backend": "ort", "data_root": synth_root, "split": "train", "batch_size": 8}]
     assert not {"reference", "reference_artifact", "delta"} & set(plain)
 
@@ -278,7 +279,7 @@ def test_evaluate_backends_passes_every_option_on(monkeypatch: pytest.MonkeyPatc
             "artifact": "m.onnx",
             "data_root": "d",
             "split": "val",
-            "device": "cpu",
+            "device": None,  # the backend's own (load_runner)
             "batch_size": 8,
             "backend": "openvino",
             "reference": None,

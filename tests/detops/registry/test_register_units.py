@@ -243,7 +243,11 @@ def test_register_run_tags_every_figure_and_points_challenger(
 
     onnx = tmp_path / "export" / "model.onnx"
     export_artifact(run_dir / "best.pt", out=onnx)
-    evaluations = {"ort": {"AP": 0.25, "reference": {"AP": 0.125}}, "openvino": {"AP": 0.375}}
+    # the split the evaluation says it scored is the one tagged (the run's config says "val")
+    evaluations = {
+        "ort": {"AP": 0.25, "reference": {"AP": 0.125}, "split": "val_held_out"},
+        "openvino": {"AP": 0.375},
+    }
     profiles = {"ort": _profile(5.25, 7.5, cpu="Xeon"), "openvino": _profile(4.0, 6.25, cpu="Xeon")}
     settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
     client = RegistryClient(tracking_uri=mlflow_server.url)
@@ -283,6 +287,7 @@ def test_register_run_tags_every_figure_and_points_challenger(
         T.GFLOPS: repr(round(float(family.count_gflops(model, image_size=640)), 3)),
         T.EXPORT_PARITY: '{"max_rel_error": 1e-05, "passed": true}',
         T.MAP_CHECKPOINT: "0.125",
+        T.EVAL_SPLIT: "val_held_out",
         T.SOURCE: "trained",
         T.RUN_DIR: str(run_dir),
         "detops.best_epoch": "7",
@@ -439,6 +444,7 @@ def test_register_run_exports_evaluates_and_profiles_what_it_registers(
     assert (tags["detops.latency_e2e_ms.ort"], tags["detops.latency_e2e_ms.openvino"]) == ("4.5", "3.75")
     assert json.loads(tags[T.EXPORT_PARITY]) == {"passed": True, "max_rel_error": 2e-6}
     assert tags["detops.best_epoch"] == "7"
+    assert tags[T.EVAL_SPLIT] == "val"  # the split it evaluated on (the stand-in's figures name none)
     details = sorted(p.name for p in (work / "details").iterdir())
     assert details == [
         "evaluation_openvino.json",
