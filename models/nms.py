@@ -21,21 +21,15 @@ from torch import Tensor
 
 from models.box_ops import box_iou
 
-# Rows of the N x N overlap matrix are built in blocks of this many to bound peak memory.
+# Boxes are taken in blocks of this many by decreasing score, to bound peak memory (block x kept).
 _ROW_BLOCK = 2048
 
 
 def _overlap_matrix(boxes: Tensor, iou_threshold: float) -> Tensor:
-    """[N, 4] xyxy sorted by score -> bool [N, N], True where j < i and IoU(i, j) > threshold."""
-    n = boxes.shape[0]
-    rows = []
-    for start in range(0, n, _ROW_BLOCK):
-        block = boxes[start : start + _ROW_BLOCK]
-        iou, _ = box_iou(block, boxes)
-        idx = torch.arange(start, start + block.shape[0], device=boxes.device)
-        earlier = torch.arange(n, device=boxes.device)[None, :] < idx[:, None]
-        rows.append((iou > iou_threshold) & earlier)
-    return torch.cat(rows) if rows else torch.zeros(0, 0, dtype=torch.bool, device=boxes.device)
+    """One block, [M, 4] xyxy sorted by score -> bool [M, M], True where j < i and IoU(i, j) > threshold."""
+    iou, _ = box_iou(boxes, boxes)
+    earlier = torch.ones_like(iou, dtype=torch.bool).tril(diagonal=-1)
+    return (iou > iou_threshold) & earlier
 
 
 def _resolve_block(overlaps: Tensor, alive: Tensor) -> Tensor:

@@ -147,3 +147,27 @@ def test_class_offset_clears_the_whole_coordinate_span() -> None:
     boxes = torch.tensor([[0.0, 0, 8, 8], [0.0, 0, 8, 8]])
     keep = batched_nms(boxes, torch.tensor([0.9, 0.8]), torch.tensor([0, 1]), iou_threshold=0.0)
     assert keep.tolist() == [0, 1]
+
+
+def test_a_box_at_exactly_the_threshold_with_a_box_kept_in_an_earlier_block_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Across blocks the rule is the same as within one: suppression needs IoU strictly above."""
+    monkeypatch.setattr(nms_module, "_ROW_BLOCK", 2)
+    # A and B: intersection 1, union 2, IoU exactly 0.5 in any float; X overlaps neither.
+    boxes = torch.tensor([[0.0, 0, 2, 1], [50.0, 50, 60, 60], [0.0, 0, 1, 1]])
+    scores = torch.tensor([0.9, 0.8, 0.7])  # blocks: (A, X), then (B)
+    assert _iou(boxes[0].tolist(), boxes[2].tolist()) == 0.5
+    assert nms(boxes, scores, iou_threshold=0.5).tolist() == [0, 1, 2]
+    assert nms(boxes, scores, iou_threshold=0.49).tolist() == [0, 1]
+
+
+def test_max_keep_reads_on_while_the_first_blocks_keep_fewer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first block that keeps one box (seven copies of it) does not end the scan at max_keep 2."""
+    monkeypatch.setattr(nms_module, "_ROW_BLOCK", 7)
+    copies = torch.tensor([[0.0, 0, 10, 10]]).repeat(7, 1)
+    others = torch.tensor([[20.0, 0, 30, 10], [40.0, 0, 50, 10]])
+    boxes = torch.cat((copies, others))
+    scores = torch.linspace(1.0, 0.1, 9)
+    assert nms(boxes, scores, iou_threshold=0.5, max_keep=2).tolist() == [0, 7]
+    assert nms(boxes, scores, iou_threshold=0.5, max_keep=3).tolist() == [0, 7, 8]
