@@ -98,12 +98,20 @@ def _state_dict_mismatches(model: torch.nn.Module, state_dict: dict[str, torch.T
     )
 
 
-def import_official(variant: str, src: str | Path, dst: str | Path, *, num_classes: int = 80) -> ImportReport:
+def import_official(
+    variant: str,
+    src: str | Path,
+    dst: str | Path,
+    *,
+    num_classes: int = 80,
+    source_sha256: str | None = None,
+) -> ImportReport:
     """Map an official release file of ``variant`` onto this implementation and save a weight file.
 
     Strict: every parameter and buffer of the model must be filled and every source tensor used (the
     family's converter rejects leftovers); otherwise ``DetopsError`` lists the mismatches and nothing
     is written. ``num_classes`` different from the checkpoint's re-initialises the class heads only.
+    ``source_sha256``: the source file's sha256 when the caller has computed it (else computed here).
     """
     try:
         spec = models.get_variant(variant)
@@ -136,7 +144,7 @@ def import_official(variant: str, src: str | Path, dst: str | Path, *, num_class
         "num_classes": num_classes,
         "model": model.state_dict(),
         "source": src_path.name,
-        "source_sha256": sha256_file(src_path),
+        "source_sha256": source_sha256 or sha256_file(src_path),
         "reinitialised": reinitialised,
     }
     if num_classes == 80:

@@ -260,7 +260,7 @@ def register_weights(
     digest = sha256_file(source)
     work = Path(settings.home) / "registry" / f"official-{variant}-{digest[:12]}"
     log.info("%-12s importing %s (sha256 %s)", variant, source.name, digest[:12])
-    import_official(variant, source, work / "best.pt")
+    import_official(variant, source, work / "best.pt", source_sha256=digest)
     log.info("%-12s validating %s before registering", variant, data)
     data_valid = validate_dataset(data, sample_images=sample_images).success
     return _register_checkpoint(

@@ -474,7 +474,11 @@ def test_register_run_exports_evaluates_and_profiles_what_it_registers(
 
 @pytest.mark.slow
 def test_register_weights_imports_the_release_file_and_records_it(
-    recorded: Any, mlflow_server: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    recorded: Any,
+    mlflow_server: Any,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import hashlib
 
@@ -486,6 +490,17 @@ def test_register_weights_imports_the_release_file_and_records_it(
     release = write_release("damo_yolo_t", tmp_path / "release")
     digest = hashlib.sha256(release.read_bytes()).hexdigest()
     caplog.set_level("INFO", logger="detops.registry.register")
+    import detops.fileio
+
+    hashed: list[Path] = []
+    real_sha256 = detops.fileio.sha256_file
+
+    def sha256_file(path: Any) -> str:
+        hashed.append(Path(path))
+        return real_sha256(path)
+
+    monkeypatch.setattr(detops.fileio, "sha256_file", sha256_file)
+    monkeypatch.setattr("detops.weights.sha256_file", sha256_file)
     reg = register_weights(  # into the settings' registry, scored on split "val"
         release,
         variant="damo_yolo_t",
@@ -496,6 +511,10 @@ def test_register_weights_imports_the_release_file_and_records_it(
         tags={T.EVAL_DATA: "coco_val2017"},
     )
     work = tmp_path / "home" / "registry" / f"official-damo_yolo_t-{digest[:12]}"
+    assert hashed == [release]  # read once, however large the release file
+    from detops.weights import load_checkpoint_file
+
+    assert load_checkpoint_file(work / "best.pt")["source_sha256"] == digest
     assert steps.calls[0] == ("export", "best.pt", {"out": work / "model.onnx"})
     assert steps.calls[1][2] == {
         "backends": ("ort",),
