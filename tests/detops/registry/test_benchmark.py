@@ -89,28 +89,41 @@ def _profile(ms: float) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def registered(
-    synth_root: Path, mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, Any]:
-    """Version 1 of a model of this test's own: a tiny DAMO-YOLO trained (here: seeded) on the
-    self-labelled dataset ``<project>/data``, that dataset pushed to a local DVC remote as a version,
-    registered with its ONNX figures on ONNX Runtime (the mAP ``_self_labelled`` scored, for the
-    artifact and the checkpoint alike; 5.25 ms)."""
-    from detops.data.versioning import version_dataset
+def _run_on(data: Path, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """(run directory, its deployed results): a tiny model of ``VARIANT`` with seeded weights
+    "trained" on ``data``, its ONNX export, ``data``'s val split self-labelled by it, and the figures
+    a registration would have measured (the mAP ``_self_labelled`` scored, for the artifact and the
+    checkpoint alike; 5.25 ms on ONNX Runtime)."""
     from detops.deploy.exporting import export_artifact
-    from detops.registry.register import register_run
-    from tests.conftest import make_dvc_project_at
 
-    project = make_dvc_project_at(tmp_path / "project")
-    data = project / "data"
-    shutil.copytree(synth_root, data)
     run = tmp_path / "run"
     make_checkpoint(run / "best.pt", VARIANT, data_root=data)
     onnx = tmp_path / "export" / "model.onnx"
     export_artifact(run / "best.pt", out=onnx)
     expected = _self_labelled(data, onnx)
     (run / "config.json").write_text(json.dumps({"variant": VARIANT, "data": str(data), "val_split": "val"}))
+    return run, {
+        "onnx": str(onnx),
+        "evaluations": {"ort": {"AP": expected, "reference": {"AP": expected}, "split": "val"}},
+        "profiles": {"ort": _profile(5.25)},
+        "max_rel_error": 1e-6,
+    }
+
+
+@pytest.fixture
+def registered(
+    synth_root: Path, mlflow_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """Version 1 of a model of this test's own: ``_run_on`` the dataset ``<project>/data``, pushed to a
+    local DVC remote as a version, registered with its deployed figures."""
+    from detops.data.versioning import version_dataset
+    from detops.registry.register import register_run
+    from tests.conftest import make_dvc_project_at
+
+    project = make_dvc_project_at(tmp_path / "project")
+    data = project / "data"
+    shutil.copytree(synth_root, data)
+    run, deployed = _run_on(data, tmp_path)
     remote = tmp_path / "remote"
     settings = Settings(
         project_root=project,
@@ -121,17 +134,7 @@ def registered(
     version = version_dataset(data, settings=settings, push=True, validate=False).md5
     name = f"detops-{VARIANT}-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
-    reg = register_run(
-        run,
-        settings=settings,
-        deployed={
-            "onnx": str(onnx),
-            "evaluations": {"ort": {"AP": expected, "reference": {"AP": expected}, "split": "val"}},
-            "profiles": {"ort": _profile(5.25)},
-            "max_rel_error": 1e-6,
-        },
-        data_valid=True,
-    )
+    reg = register_run(run, settings=settings, deployed=deployed, data_valid=True)
     assert reg.tags[T.DATASET_VERSION] == version and reg.tags["detops.dataset_tracked_by"] == "dvc"
     return {
         "name": name,
@@ -139,7 +142,7 @@ def registered(
         "run_id": reg.run_id,
         "data": data,
         "remote": remote,
-        "map": expected,
+        "map": deployed["evaluations"]["ort"]["AP"],
     }
 
 
@@ -327,27 +330,16 @@ def test_a_dataset_on_no_remote_needs_data_and_wrong_data_is_refused_before_anyt
     """A version registered on a directory outside any DVC project (identified by content, as COCO
     val2017 under `detops reproduce`): without --data its engine's latency is measured but not its
     mAP; with the same directory both are; with another directory nothing runs."""
-    from detops.deploy.exporting import export_artifact
     from detops.registry.benchmark import benchmark_version
     from detops.registry.register import register_run
 
     data = tmp_path / "coco-like"
     shutil.copytree(synth_root, data)
-    run = tmp_path / "run"
-    make_checkpoint(run / "best.pt", VARIANT, data_root=data)
-    onnx = tmp_path / "export" / "model.onnx"
-    export_artifact(run / "best.pt", out=onnx)
-    expected = _self_labelled(data, onnx)
-    (run / "config.json").write_text(json.dumps({"variant": VARIANT, "data": str(data), "val_split": "val"}))
+    run, deployed = _run_on(data, tmp_path)
+    expected = deployed["evaluations"]["ort"]["AP"]
     settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
     name = f"detops-{VARIANT}-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
-    deployed = {
-        "onnx": str(onnx),
-        "evaluations": {"ort": {"AP": expected, "reference": {"AP": expected}, "split": "val"}},
-        "profiles": {"ort": _profile(5.25)},
-        "max_rel_error": 1e-6,
-    }
     reg = register_run(run, settings=settings, deployed=deployed, data_valid=True)
     client = RegistryClient(tracking_uri=mlflow_server.url)
     digest = reg.tags[T.DATASET_VERSION]
