@@ -7,6 +7,7 @@ end-to-end registration of a trained run lives in ``test_register.py``.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from typing import Any
@@ -129,15 +130,19 @@ def test_first_promotion_records_tags_and_audit(client: RegistryClient, source_r
     variant = _variant()
     v1 = _add(client, source_run, variant)
     decision = promote(variant, policy=POLICY, client=client, who="tester@host")
-    assert (decision.decision, decision.version, decision.champion, decision.previous_champion) == (
+    assert (decision.action, decision.decision, decision.version, decision.champion) == (
+        "promote",
         "promoted",
         v1,
         v1,
-        None,
     )
+    assert decision.previous_champion is None
     assert _aliases(client, variant) == (v1, None)
     tags = client.get_version(model_name(variant), v1).tags
     assert tags[T.DECISION] == "promoted" and tags[T.DECISION_WHO] == "tester@host"
+    # the policy it was judged under, as canonical JSON (sorted keys: one policy, one string)
+    assert json.loads(tags[T.DECISION_POLICY]) == POLICY.to_dict()
+    assert list(json.loads(tags[T.DECISION_POLICY])) == sorted(POLICY.to_dict())
     assert tags[T.gate_tag("latency", "passed")] == "true"
     assert float(tags[T.gate_tag("latency", "value")]) == 10.0
     assert float(tags[T.gate_tag("latency", "threshold")]) == 50.0
@@ -345,7 +350,10 @@ def test_a_champion_moved_outside_the_lock_stops_the_promotion(
     )
     assert info.value.exit_code == 1
     assert _aliases(client, variant) == (v1, v2) and client.champion_history(name) == [v1]
-    assert client.audit_records(name)[-1]["decision"] == "aborted"
+    *_, judged, aborted = client.audit_records(name)  # the decision's record, then the abort's
+    assert aborted["decision"] == "aborted" and aborted["why"] == f"DetopsError: {info.value}"
+    assert set(aborted) == set(judged)  # the same fields, its own time among them
+    assert aborted["when"] >= judged["when"] and aborted["when"].endswith("+00:00")
 
 
 def test_racing_promotions_leave_one_consistent_champion(
