@@ -198,8 +198,13 @@ def benchmark_version(
 
 def benchmark_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One table row per version (``VersionBenchmark.as_dict()``) and backend: ``variant``,
-    ``version``, ``backend``, ``median_ms``, ``map`` (measured here, else ``None``),
-    ``map_checkpoint`` and ``status`` (``measured``, or what was not and why)."""
+    ``version``, ``backend``, ``median_ms`` (3 decimals), ``map`` (measured here, else ``None``) and
+    ``map_checkpoint`` (4 decimals), and ``status`` (``measured``, or what was not and why). The
+    version tags keep the full figures."""
+
+    def rounded(value: float | None, digits: int) -> float | None:
+        return None if value is None else round(float(value), digits)
+
     rows: list[dict[str, Any]] = []
     for r in results:
         head = {"variant": r["variant"], "version": r["version"]}
@@ -209,9 +214,9 @@ def benchmark_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 {
                     **head,
                     "backend": backend,
-                    "median_ms": ms,
-                    "map": r["map"].get(backend),
-                    "map_checkpoint": r["map_checkpoint"] if backend in r["map"] else None,
+                    "median_ms": rounded(ms, 3),
+                    "map": rounded(r["map"].get(backend), 4),
+                    "map_checkpoint": rounded(r["map_checkpoint"], 4) if backend in r["map"] else None,
                     "status": "measured" if why is None else f"latency measured; mAP not measured: {why}",
                 }
             )

@@ -276,6 +276,36 @@ def test_t4_pool_runs_the_benchmark_and_reports_tensorrt_unavailable(
     assert "unavailable" in arts["benchmark-notes"].data
 
 
+def test_prefect_ui_shows_the_runs_their_tasks_and_the_benchmark_table(
+    platform: Platform, first_run: Any, chromium: Any
+) -> None:
+    """The Prefect UI of this server in headless Chromium, as a user opens it after the run: the
+    retrain run's page with its task runs in the logs, the benchmark run on the t4 pool, and the
+    `benchmark` table artifact saying why TensorRT was not measured. Screenshots: tests/artifacts/."""
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with _client(platform) as client:
+        (bench, *_) = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["benchmark-t4"]))
+        )
+    ui = platform.api.removesuffix("/api")
+    shots = REPO / "tests" / "artifacts"
+    shots.mkdir(parents=True, exist_ok=True)
+    chromium.set_window_size(1600, 1000)
+    chromium.get(f"{ui}/runs/flow-run/{first_run.id}")
+    text = servers.wait_text(chromium, [first_run.name, "Completed", "train-", "register-", "promote-"])
+    assert "dispatch-t4" in text
+    chromium.save_screenshot(str(shots / "prefect_ui_retrain_run.png"))
+    chromium.get(f"{ui}/runs/flow-run/{bench.id}")
+    servers.wait_text(chromium, [bench.name, "Completed", *(f"benchmark-{v}-v1" for v in VARIANTS)])
+    chromium.save_screenshot(str(shots / "prefect_ui_benchmark_run.png"))
+    table = _artifacts(platform, bench.id)["benchmark"]
+    chromium.get(f"{ui}/artifacts/artifact/{table.id}")
+    text = servers.wait_text(chromium, ["benchmark", "tensorrt", "unavailable: TensorRT is not installed"])
+    assert all(v in text for v in VARIANTS)
+    chromium.save_screenshot(str(shots / "prefect_ui_benchmark_table.png"))
+
+
 def test_unchanged_rerun_hits_the_cache(platform: Platform, first_run: Any) -> None:
     run = _run(platform, "retrain/retrain-nightly", SMOKE)
     assert run.state.is_completed(), f"rerun ended {run.state.type}:\n{_logs(platform)}"

@@ -232,9 +232,10 @@ def test_a_version_benchmarked_on_another_worker_gets_its_engine_map_and_can_be_
     assert [k for k in metrics if k.endswith("/tensorrt/AP")], sorted(metrics)
 
     rows = benchmark_rows([result.as_dict()])
+    assert [r["median_ms"] for r in rows] == [round(result.latency_ms[b], 3) for b in ("ort", "tensorrt")]
     assert [(r["backend"], r["status"], r["map"], r["map_checkpoint"]) for r in rows] == [
         ("ort", "measured", None, None),
-        ("tensorrt", "measured", result.map["tensorrt"], registered["map"]),
+        ("tensorrt", "measured", round(result.map["tensorrt"], 4), round(registered["map"], 4)),
     ]
 
     decision = promote(VARIANT, policy=trt_policy, version=version, client=client)
