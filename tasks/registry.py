@@ -112,20 +112,14 @@ def promote(
     """``judge``: ``registered``'s version under ``policy`` (flat ``Policy`` fields over the built-in
     defaults; ``latency_budget_ms`` overrides the policy's); ``champion`` moves to it when every gate
     passes. ``{"model", "version", "decision", "champion", "gates"}``."""
-    from detops.registry.client import RegistryClient
     from detops.registry.pipeline import judge
     from detops.registry.policy import policy_from_dict
-    from detops.settings import get_settings
 
     flat = {
         **(policy or {}),
         **({} if latency_budget_ms is None else {"latency_budget_ms": latency_budget_ms}),
     }
-    return judge(
-        registered,
-        policy=policy_from_dict(flat, source="flow parameter 'policy'"),
-        client=RegistryClient(tracking_uri=get_settings().mlflow_tracking_uri),
-    )
+    return judge(registered, policy=policy_from_dict(flat, source="flow parameter 'policy'"))
 
 
 @task(name="report", tags=["mlflow"], **_MLFLOW)
@@ -140,51 +134,51 @@ def report(
     and ``promotions`` table artifacts; ``write_report``'s dict."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from detops.registry.client import RegistryClient
+    from detops.registry.client import open_registry
     from detops.registry.pipeline import report as write_report
     from detops.registry.pipeline import version_links
     from detops.settings import get_settings
     from detops.tracking.ui import is_remote, ui_base_url
 
     settings = get_settings()
-    client = RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
-    out = write_report(settings, client=client)
-    links = version_links(registered or [], settings=settings, client=client)
-    listed = "".join(
-        f"\n- {x['model']} [version {x['version']}]({x['version_url']}), "
-        f"trained in MLflow run [{x['run_id'][:8]}]({x['run_url']})"
-        for x in links
-    )
-    extra = "".join(f"\n\n> {n}" for n in notes)
-    ui = (
-        f"the tracking server {ui_base_url(settings)}"
-        if is_remote(settings)
-        else f"`detops ui` ({ui_base_url(settings)})"
-    )
-    create_markdown_artifact(
-        key="comparison-report",
-        markdown=(
-            f"# Comparison report\n\n{out['markdown']}{extra}\n\n"
-            + (f"## Registered in this run\n{listed}\n\n" if links else "")
-            + f"MLflow UI: {ui}."
-        ),
-        description="Registry champions beside the published figures",
-    )
-    create_table_artifact(
-        key="promotions",
-        table=[
-            {
-                "model": d["model"],
-                "version": d["version"],
-                "decision": d["decision"],
-                "champion": d["champion"],
-                "failed gates": ", ".join(g["gate"] for g in d["gates"] if not g["passed"]) or "-",
-            }
-            for d in decisions
-        ],
-        description="Promotion decisions of this flow run",
-    )
-    return out
+    with open_registry(settings) as client:
+        out = write_report(settings, client=client)
+        links = version_links(registered or [], settings=settings, client=client)
+        listed = "".join(
+            f"\n- {x['model']} [version {x['version']}]({x['version_url']}), "
+            f"trained in MLflow run [{x['run_id'][:8]}]({x['run_url']})"
+            for x in links
+        )
+        extra = "".join(f"\n\n> {n}" for n in notes)
+        ui = (
+            f"the tracking server {ui_base_url(settings)}"
+            if is_remote(settings)
+            else f"`detops ui` ({ui_base_url(settings)})"
+        )
+        create_markdown_artifact(
+            key="comparison-report",
+            markdown=(
+                f"# Comparison report\n\n{out['markdown']}{extra}\n\n"
+                + (f"## Registered in this run\n{listed}\n\n" if links else "")
+                + f"MLflow UI: {ui}."
+            ),
+            description="Registry champions beside the published figures",
+        )
+        create_table_artifact(
+            key="promotions",
+            table=[
+                {
+                    "model": d["model"],
+                    "version": d["version"],
+                    "decision": d["decision"],
+                    "champion": d["champion"],
+                    "failed gates": ", ".join(g["gate"] for g in d["gates"] if not g["passed"]) or "-",
+                }
+                for d in decisions
+            ],
+            description="Promotion decisions of this flow run",
+        )
+        return out
 
 
 @task(

@@ -118,7 +118,7 @@ def benchmark_version(
     unknown backend, model or version, or a ``data`` that is not the version's dataset."""
     from detops.deploy.evaluate import evaluate_artifact
     from detops.deploy.pipeline import backend_artifacts, profile_run
-    from detops.registry.client import RegistryClient, model_name
+    from detops.registry.client import model_name, open_registry
     from detops.registry.latency_only import check_backends
     from detops.registry.register import latency_tags
     from detops.registry.uri import resolve_model_uri
@@ -126,74 +126,74 @@ def benchmark_version(
     from detops.tracking.stages import log_evaluation
 
     settings = settings or get_settings()
-    client = client or RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
-    check_backends(backends)
-    if not seconds > 0:
-        raise DetopsError(f"--seconds must be > 0, got {seconds}")
-    name = model_name(variant)
-    what = f"{name} version {version}"
-    tags = client.get_version(name, version).tags
-    run_id = tags.get(T.RUN_ID) or None
-    # A wrong --data is bad input: refused before anything is built or measured.
-    root: Path | None = None
-    worker = [b for b in backends if b in WORKER_BACKENDS]
-    map_unavailable: dict[str, str] = {}
-    if worker:
-        try:
-            root = version_data_root(tags, what=what, data=data, settings=settings)
-        except DetopsError as exc:
-            if data is not None:
-                raise
-            map_unavailable = {b: str(exc) for b in worker}
+    with open_registry(settings, client=client) as client:
+        check_backends(backends)
+        if not seconds > 0:
+            raise DetopsError(f"--seconds must be > 0, got {seconds}")
+        name = model_name(variant)
+        what = f"{name} version {version}"
+        tags = client.get_version(name, version).tags
+        run_id = tags.get(T.RUN_ID) or None
+        # A wrong --data is bad input: refused before anything is built or measured.
+        root: Path | None = None
+        worker = [b for b in backends if b in WORKER_BACKENDS]
+        map_unavailable: dict[str, str] = {}
+        if worker:
+            try:
+                root = version_data_root(tags, what=what, data=data, settings=settings)
+            except DetopsError as exc:
+                if data is not None:
+                    raise
+                map_unavailable = {b: str(exc) for b in worker}
 
-    onnx = resolve_model_uri(f"models:/{name}/{int(version)}", want="onnx", settings=settings)
-    artifacts, unavailable = backend_artifacts(onnx, backends, precision=precision)
-    map_unavailable = {b: why for b, why in map_unavailable.items() if b in artifacts}
-    profiles = {
-        backend: profile_run(
-            {"onnx": path, "variant": variant, "run_id": run_id},
-            backend=backend,
-            seconds=seconds,
-            settings=settings,
-        )
-        for backend, path in artifacts.items()
-    }
-    measured: dict[str, float] = {}
-    split = tags.get(T.EVAL_SPLIT) or "val"
-    for backend in (b for b in worker if b in artifacts and b not in map_unavailable):
-        assert root is not None
-        stats = evaluate_artifact(artifacts[backend], backend=backend, data_root=root, split=split)
-        log_evaluation(artifacts[backend], run_id=run_id, stats=stats, settings=settings)
-        measured[backend] = float(stats["AP"])
+        onnx = resolve_model_uri(f"models:/{name}/{int(version)}", want="onnx", settings=settings)
+        artifacts, unavailable = backend_artifacts(onnx, backends, precision=precision)
+        map_unavailable = {b: why for b, why in map_unavailable.items() if b in artifacts}
+        profiles = {
+            backend: profile_run(
+                {"onnx": path, "variant": variant, "run_id": run_id},
+                backend=backend,
+                seconds=seconds,
+                settings=settings,
+            )
+            for backend, path in artifacts.items()
+        }
+        measured: dict[str, float] = {}
+        split = tags.get(T.EVAL_SPLIT) or "val"
+        for backend in (b for b in worker if b in artifacts and b not in map_unavailable):
+            assert root is not None
+            stats = evaluate_artifact(artifacts[backend], backend=backend, data_root=root, split=split)
+            log_evaluation(artifacts[backend], run_id=run_id, stats=stats, settings=settings)
+            measured[backend] = float(stats["AP"])
 
-    new_tags = latency_tags({b: p for b, p in profiles.items() if b in WORKER_BACKENDS})
-    new_tags.update({T.map_tag(b): T.fmt_float(ap) for b, ap in measured.items()})
-    if new_tags:
-        client.set_version_tags(name, version, new_tags)
-    result = VersionBenchmark(
-        variant=variant,
-        version=int(version),
-        latency_ms={b: float(p["model"]["median_ms"]) for b, p in profiles.items()},
-        map=measured,
-        map_checkpoint=T.get_float(tags, T.MAP_CHECKPOINT),
-        unavailable=unavailable,
-        map_unavailable=map_unavailable,
-        tags=new_tags,
-    )
-    for backend, ap in measured.items():
-        log.info(
-            "%-12s %s: mAP 50:95 %.4f on '%s' (checkpoint %s)",
-            variant,
-            backend,
-            ap,
-            split,
-            "unknown" if result.map_checkpoint is None else f"{result.map_checkpoint:.4f}",
+        new_tags = latency_tags({b: p for b, p in profiles.items() if b in WORKER_BACKENDS})
+        new_tags.update({T.map_tag(b): T.fmt_float(ap) for b, ap in measured.items()})
+        if new_tags:
+            client.set_version_tags(name, version, new_tags)
+        result = VersionBenchmark(
+            variant=variant,
+            version=int(version),
+            latency_ms={b: float(p["model"]["median_ms"]) for b, p in profiles.items()},
+            map=measured,
+            map_checkpoint=T.get_float(tags, T.MAP_CHECKPOINT),
+            unavailable=unavailable,
+            map_unavailable=map_unavailable,
+            tags=new_tags,
         )
-    for backend, why in unavailable.items():
-        log.warning("%-12s %s unavailable: %s", variant, backend, why)
-    for backend, why in map_unavailable.items():
-        log.warning("%-12s %s: mAP not measured: %s", variant, backend, why)
-    return result
+        for backend, ap in measured.items():
+            log.info(
+                "%-12s %s: mAP 50:95 %.4f on '%s' (checkpoint %s)",
+                variant,
+                backend,
+                ap,
+                split,
+                "unknown" if result.map_checkpoint is None else f"{result.map_checkpoint:.4f}",
+            )
+        for backend, why in unavailable.items():
+            log.warning("%-12s %s unavailable: %s", variant, backend, why)
+        for backend, why in map_unavailable.items():
+            log.warning("%-12s %s: mAP not measured: %s", variant, backend, why)
+        return result
 
 
 def benchmark_rows(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

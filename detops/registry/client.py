@@ -83,15 +83,17 @@ def _is_code(exc: Exception, *codes: str) -> bool:
 
 
 @contextlib.contextmanager
-def open_registry(settings: Any = None) -> Iterator[RegistryClient]:
-    """A client for the settings' tracking store with the settings' credentials in MLflow's
-    environment for the duration of the block (see :func:`detops.tracking.tracking_env`)."""
+def open_registry(settings: Any = None, *, client: RegistryClient | None = None) -> Iterator[RegistryClient]:
+    """A client for the settings' tracking store (``client`` when the caller has one), with the
+    settings' credentials in MLflow's environment for the duration of the block (see
+    :func:`detops.tracking.tracking_env`). Every library function that talks to the registry runs
+    inside one, so a flow's task on a worker authenticates as the CLI does."""
     from detops.settings import get_settings
     from detops.tracking.credentials import tracking_env
 
     settings = settings or get_settings()
     with tracking_env(settings) as uri:
-        yield RegistryClient(tracking_uri=uri)
+        yield client or RegistryClient(tracking_uri=uri)
 
 
 class RegistryClient:
@@ -417,13 +419,21 @@ class RegistryClient:
         return Path(self._client.download_artifacts(run_id, path, str(dst)))
 
     def run_exists(self, run_id: str) -> bool:
-        """Whether ``run_id`` names a run on this server."""
+        """Whether ``run_id`` names a run on this server. Any other refusal (no or wrong credentials,
+        a server error) is a one-line ``DetopsError``, not "no such run"."""
         from mlflow.exceptions import MlflowException
+
+        from detops.tracking.credentials import without_userinfo
 
         try:
             self._client.get_run(run_id)
-        except MlflowException:
-            return False
+        except MlflowException as exc:
+            if _is_code(exc, "RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return False
+            first = str(exc.message).strip().splitlines()[0] if str(exc.message).strip() else ""
+            raise DetopsError(
+                without_userinfo(f"MLflow server {self.display_uri}: run {run_id}: {first}")
+            ) from None
         return True
 
     def log_run_artifacts(self, run_id: str, local_dir: Path, *, artifact_path: str | None = None) -> None:

@@ -79,42 +79,42 @@ def benchmark_untrained(
     import models
     from detops.deploy.exporting import export_artifact
     from detops.deploy.pipeline import backend_artifacts, profile_run
-    from detops.registry.client import RegistryClient
+    from detops.registry.client import open_registry
     from detops.registry.register import model_size
     from detops.settings import get_settings
 
     settings = settings or get_settings()
-    client = client or RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
-    check_backends(backends)
-    for name in variants:
-        try:
-            models.check_input_size(models.get_variant(name), img_size)
-        except ValueError as exc:
-            raise DetopsError(f"--img-size {img_size}: {name}: {exc}") from None
-    entries = []
-    for variant in variants:
-        work = Path(settings.home) / "benchmark" / f"{variant}-{img_size}"
-        log.info("%-12s exporting the untrained model at %d px", variant, img_size)
-        export, _ = export_artifact(variant, out=work / "model.onnx", image_size=img_size, batch=1)
-        sizes = model_size(models.build_model(variant, num_classes=80).eval(), variant)
-        artifacts, unavailable = backend_artifacts(export.path, backends)
-        profiles = {
-            backend: profile_run({"onnx": path, "variant": variant}, backend=backend, seconds=seconds)
-            for backend, path in artifacts.items()
-        }
-        entry = LatencyEntry(
-            variant=variant,
-            img_size=img_size,
-            params=int(sizes["params"]),
-            gflops=sizes["gflops"],
-            latency_ms={b: float(p["model"]["median_ms"]) for b, p in profiles.items()},
-            unavailable=unavailable,
-        )
-        entry = _record(entry, profiles, client=client, work=work)
-        entries.append(entry)
-        if on_entry is not None:
-            on_entry(entry)
-    return entries
+    with open_registry(settings, client=client) as client:
+        check_backends(backends)
+        for name in variants:
+            try:
+                models.check_input_size(models.get_variant(name), img_size)
+            except ValueError as exc:
+                raise DetopsError(f"--img-size {img_size}: {name}: {exc}") from None
+        entries = []
+        for variant in variants:
+            work = Path(settings.home) / "benchmark" / f"{variant}-{img_size}"
+            log.info("%-12s exporting the untrained model at %d px", variant, img_size)
+            export, _ = export_artifact(variant, out=work / "model.onnx", image_size=img_size, batch=1)
+            sizes = model_size(models.build_model(variant, num_classes=80).eval(), variant)
+            artifacts, unavailable = backend_artifacts(export.path, backends)
+            profiles = {
+                backend: profile_run({"onnx": path, "variant": variant}, backend=backend, seconds=seconds)
+                for backend, path in artifacts.items()
+            }
+            entry = LatencyEntry(
+                variant=variant,
+                img_size=img_size,
+                params=int(sizes["params"]),
+                gflops=sizes["gflops"],
+                latency_ms={b: float(p["model"]["median_ms"]) for b, p in profiles.items()},
+                unavailable=unavailable,
+            )
+            entry = _record(entry, profiles, client=client, work=work)
+            entries.append(entry)
+            if on_entry is not None:
+                on_entry(entry)
+        return entries
 
 
 def _record(

@@ -33,7 +33,7 @@ from typing import Any
 
 from detops.errors import DetopsError
 from detops.registry import tags as T
-from detops.registry.client import CHALLENGER, CHAMPION, RegistryClient, model_name, whoami
+from detops.registry.client import CHALLENGER, CHAMPION, RegistryClient, model_name, open_registry, whoami
 from detops.registry.gates import GateResult
 from detops.registry.policy import Candidate, Policy
 from detops.tracking.credentials import without_userinfo
@@ -149,95 +149,105 @@ def promote(
     Raises ``DetopsError`` when the model or version does not exist.
     """
     policy = policy or Policy()
-    client = client or RegistryClient()
-    name = model_name(variant)
-    if not client.model_exists(name):
-        raise DetopsError(f"no registered model {name!r}; register a run first (`detops register RUN`)")
-    who = who or whoami()
-    with client.lock(name):
-        if version is None:
-            version = client.latest_version(name)
+    with open_registry(client=client) as client:
+        name = model_name(variant)
+        if not client.model_exists(name):
+            raise DetopsError(f"no registered model {name!r}; register a run first (`detops register RUN`)")
+        who = who or whoami()
+        with client.lock(name):
             if version is None:
-                raise DetopsError(f"registered model {name!r} has no versions yet")
-        target = client.get_version(name, version)
-        previous_champion = client.alias_version(name, CHAMPION)
-        previous_challenger = client.alias_version(name, CHALLENGER)
-        history = client.champion_history(name)
+                version = client.latest_version(name)
+                if version is None:
+                    raise DetopsError(f"registered model {name!r} has no versions yet")
+            target = client.get_version(name, version)
+            previous_champion = client.alias_version(name, CHAMPION)
+            previous_challenger = client.alias_version(name, CHALLENGER)
+            history = client.champion_history(name)
 
-        champion_map: float | None = None
-        champion_note = "no champion"
-        if previous_champion is not None:
-            champ_tags = client.get_version(name, previous_champion).tags
-            champion_map = T.get_float(champ_tags, T.map_tag(policy.backend))
-            champion_note = f"v{previous_champion} mAP {champion_map}"
-            if champion_map is None:
-                champion_map = float("nan")  # a champion without a figure on this backend cannot be beaten
-        results = policy.evaluate(
-            candidate_from_tags(target.tags, backend=policy.backend), champion_map=champion_map
-        )
-        passed = all(r.passed for r in results)
-        decision = "promoted" if passed else "rejected"
-        when = _now()
-        failed = [r.name for r in results if not r.passed]
-        why = (
-            "every gate passed"
-            if passed
-            else "failed gate(s): " + "; ".join(r.detail for r in results if not r.passed)
-        )
-        record: dict[str, Any] = {
-            "action": "promote",
-            "model": name,
-            "version": version,
-            "decision": decision,
-            "when": when,
-            "who": who,
-            "why": why,
-            "failed_gates": failed,
-            "previous_champion": previous_champion,
-            "champion_reference": champion_note,
-            "policy": policy.to_dict(),
-            "gates": [_gate_dict(r) for r in results],
-            "tracking_uri_kind": client.tracking_uri.split(":", 1)[0],
-        }
-        try:
-            audit_run = client.write_audit(record)
-            version_tags = _gate_tags(results)
-            version_tags.update(
-                {
-                    T.DECISION: decision,
-                    T.DECISION_WHEN: when,
-                    T.DECISION_WHO: who,
-                    T.DECISION_POLICY: json.dumps(policy.to_dict(), sort_keys=True),
-                    T.DECISION_AUDIT: audit_run,
-                }
+            champion_map: float | None = None
+            champion_note = "no champion"
+            if previous_champion is not None:
+                champ_tags = client.get_version(name, previous_champion).tags
+                champion_map = T.get_float(champ_tags, T.map_tag(policy.backend))
+                champion_note = f"v{previous_champion} mAP {champion_map}"
+                if champion_map is None:
+                    champion_map = float(
+                        "nan"
+                    )  # a champion without a figure on this backend cannot be beaten
+            results = policy.evaluate(
+                candidate_from_tags(target.tags, backend=policy.backend), champion_map=champion_map
             )
-            client.set_version_tags(name, version, version_tags)
-            champion = version if passed else previous_champion
-            if passed and (not history or history[-1] != version):
-                client.set_champion_history(name, [*history, version])
-            challenger = _challenger_now(client, name, champion)
-            if challenger != previous_challenger:
-                client.set_alias(name, CHALLENGER, challenger)
-            if passed:
-                now = client.alias_version(name, CHAMPION)
-                if now != previous_champion:  # someone outside the lock moved it: judge again
-                    raise DetopsError(
-                        f"{name}: champion moved from v{previous_champion} to v{now} during the promotion; "
-                        "nothing changed, run it again",
-                        exit_code=1,
-                    )
-                client.set_alias(name, CHAMPION, version)  # the one and last move
-        except BaseException as exc:
-            _restore(
-                client, name, champion=previous_champion, challenger=previous_challenger, history=history
+            passed = all(r.passed for r in results)
+            decision = "promoted" if passed else "rejected"
+            when = _now()
+            failed = [r.name for r in results if not r.passed]
+            why = (
+                "every gate passed"
+                if passed
+                else "failed gate(s): " + "; ".join(r.detail for r in results if not r.passed)
             )
-            with contextlib.suppress(Exception):
-                why = without_userinfo(f"{type(exc).__name__}: {exc}")  # MLflow's errors quote the URI
-                client.write_audit({**record, "decision": "aborted", "why": why, "when": _now()})
-            raise
-    return Decision(
-        name, version, "promote", decision, tuple(results), previous_champion, champion, audit_run, challenger
-    )
+            record: dict[str, Any] = {
+                "action": "promote",
+                "model": name,
+                "version": version,
+                "decision": decision,
+                "when": when,
+                "who": who,
+                "why": why,
+                "failed_gates": failed,
+                "previous_champion": previous_champion,
+                "champion_reference": champion_note,
+                "policy": policy.to_dict(),
+                "gates": [_gate_dict(r) for r in results],
+                "tracking_uri_kind": client.tracking_uri.split(":", 1)[0],
+            }
+            try:
+                audit_run = client.write_audit(record)
+                version_tags = _gate_tags(results)
+                version_tags.update(
+                    {
+                        T.DECISION: decision,
+                        T.DECISION_WHEN: when,
+                        T.DECISION_WHO: who,
+                        T.DECISION_POLICY: json.dumps(policy.to_dict(), sort_keys=True),
+                        T.DECISION_AUDIT: audit_run,
+                    }
+                )
+                client.set_version_tags(name, version, version_tags)
+                champion = version if passed else previous_champion
+                if passed and (not history or history[-1] != version):
+                    client.set_champion_history(name, [*history, version])
+                challenger = _challenger_now(client, name, champion)
+                if challenger != previous_challenger:
+                    client.set_alias(name, CHALLENGER, challenger)
+                if passed:
+                    now = client.alias_version(name, CHAMPION)
+                    if now != previous_champion:  # someone outside the lock moved it: judge again
+                        raise DetopsError(
+                            f"{name}: champion moved from v{previous_champion} to v{now} during the promotion; "
+                            "nothing changed, run it again",
+                            exit_code=1,
+                        )
+                    client.set_alias(name, CHAMPION, version)  # the one and last move
+            except BaseException as exc:
+                _restore(
+                    client, name, champion=previous_champion, challenger=previous_challenger, history=history
+                )
+                with contextlib.suppress(Exception):
+                    why = without_userinfo(f"{type(exc).__name__}: {exc}")  # MLflow's errors quote the URI
+                    client.write_audit({**record, "decision": "aborted", "why": why, "when": _now()})
+                raise
+        return Decision(
+            name,
+            version,
+            "promote",
+            decision,
+            tuple(results),
+            previous_champion,
+            champion,
+            audit_run,
+            challenger,
+        )
 
 
 def _restore(
@@ -260,49 +270,49 @@ def rollback(variant: str, *, client: RegistryClient | None = None, who: str | N
     ``rolled back`` and ``challenger`` is re-pointed by :func:`challenger_for`. ``DetopsError`` when
     there is no earlier champion.
     """
-    client = client or RegistryClient()
-    name = model_name(variant)
-    if not client.model_exists(name):
-        raise DetopsError(f"no registered model {name!r}")
-    who = who or whoami()
-    with client.lock(name):
-        current = client.alias_version(name, CHAMPION)
-        history = client.champion_history(name)
-        remaining = list(history)
-        while remaining and remaining[-1] == current:
-            remaining.pop()
-        if current is None or not remaining:
-            raise DetopsError(
-                f"{name}: no previous champion to restore (champion {current}, history {history})",
-                exit_code=1,
-            )
-        restored = remaining[-1]
-        challenger = client.alias_version(name, CHALLENGER)
-        record: dict[str, Any] = {
-            "action": "rollback",
-            "model": name,
-            "version": restored,
-            "decision": "rolled back",
-            "when": _now(),
-            "who": who,
-            "why": f"rollback requested: champion v{current} replaced by the previous champion v{restored}",
-            "previous_champion": current,
-        }
-        try:
-            audit_run = client.write_audit(record)
-            client.set_version_tags(
-                name,
-                current,
-                {T.DECISION: "rolled back", T.DECISION_WHEN: record["when"], T.DECISION_AUDIT: audit_run},
-            )
-            client.set_champion_history(name, remaining)
-            new_challenger = _challenger_now(client, name, restored)
-            if new_challenger != challenger:
-                client.set_alias(name, CHALLENGER, new_challenger)
-            client.set_alias(name, CHAMPION, restored)  # last
-        except BaseException:
-            _restore(client, name, champion=current, challenger=challenger, history=history)
-            raise
-    return Decision(
-        name, restored, "rollback", "rolled back", (), current, restored, audit_run, new_challenger
-    )
+    with open_registry(client=client) as client:
+        name = model_name(variant)
+        if not client.model_exists(name):
+            raise DetopsError(f"no registered model {name!r}")
+        who = who or whoami()
+        with client.lock(name):
+            current = client.alias_version(name, CHAMPION)
+            history = client.champion_history(name)
+            remaining = list(history)
+            while remaining and remaining[-1] == current:
+                remaining.pop()
+            if current is None or not remaining:
+                raise DetopsError(
+                    f"{name}: no previous champion to restore (champion {current}, history {history})",
+                    exit_code=1,
+                )
+            restored = remaining[-1]
+            challenger = client.alias_version(name, CHALLENGER)
+            record: dict[str, Any] = {
+                "action": "rollback",
+                "model": name,
+                "version": restored,
+                "decision": "rolled back",
+                "when": _now(),
+                "who": who,
+                "why": f"rollback requested: champion v{current} replaced by the previous champion v{restored}",
+                "previous_champion": current,
+            }
+            try:
+                audit_run = client.write_audit(record)
+                client.set_version_tags(
+                    name,
+                    current,
+                    {T.DECISION: "rolled back", T.DECISION_WHEN: record["when"], T.DECISION_AUDIT: audit_run},
+                )
+                client.set_champion_history(name, remaining)
+                new_challenger = _challenger_now(client, name, restored)
+                if new_challenger != challenger:
+                    client.set_alias(name, CHALLENGER, new_challenger)
+                client.set_alias(name, CHAMPION, restored)  # last
+            except BaseException:
+                _restore(client, name, champion=current, challenger=challenger, history=history)
+                raise
+        return Decision(
+            name, restored, "rollback", "rolled back", (), current, restored, audit_run, new_challenger
+        )

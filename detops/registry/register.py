@@ -179,49 +179,49 @@ def register_run(
     Raises ``DetopsError`` (one line) for a bad run or any failed step; nothing is registered then.
     """
     from detops.data.validate import validate_dataset
-    from detops.registry.client import RegistryClient
+    from detops.registry.client import open_registry
     from detops.settings import get_settings
     from detops.tracking.runs import write_run_id
 
     settings = settings or get_settings()
-    client = client or RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
-    work_root = Path(settings.home) / "registry"
-    files = _resolve_run(run, client=client, settings=settings)
-    config = files.config
-    variant = str(config["variant"])
-    data_root = _local_data(Path(config["data"]), settings)
-    split = str(config.get("val_split") or "val")
-    if not data_root.is_dir():
-        raise DetopsError(
-            f"{files.run_dir / 'config.json'}: field 'data': dataset {data_root} not found here"
+    with open_registry(settings, client=client) as client:
+        work_root = Path(settings.home) / "registry"
+        files = _resolve_run(run, client=client, settings=settings)
+        config = files.config
+        variant = str(config["variant"])
+        data_root = _local_data(Path(config["data"]), settings)
+        split = str(config.get("val_split") or "val")
+        if not data_root.is_dir():
+            raise DetopsError(
+                f"{files.run_dir / 'config.json'}: field 'data': dataset {data_root} not found here"
+            )
+        log.debug("registering %s from %s", variant, files.run_dir)
+        if data_valid is None:
+            log.info("%-12s validating %s before registering", variant, data_root)
+            data_valid = validate_dataset(data_root, sample_images=sample_images).success
+        reg = _register_checkpoint(
+            files.best,
+            variant=variant,
+            data_root=data_root,
+            split=split,
+            data_valid=data_valid,
+            work=work_root / f"{variant}-{files.run_dir.name}",
+            run_id=files.run_id,
+            run_name=f"register {files.run_dir.name}",
+            tags={
+                T.SOURCE: "trained",
+                T.RUN_DIR: str(files.run_dir),
+                "detops.best_epoch": str(_summary_field(files.run_dir, "best_epoch")),
+            },
+            settings=settings,
+            client=client,
+            backends=backends,
+            profile_seconds=profile_seconds,
+            deployed=deployed,
         )
-    log.debug("registering %s from %s", variant, files.run_dir)
-    if data_valid is None:
-        log.info("%-12s validating %s before registering", variant, data_root)
-        data_valid = validate_dataset(data_root, sample_images=sample_images).success
-    reg = _register_checkpoint(
-        files.best,
-        variant=variant,
-        data_root=data_root,
-        split=split,
-        data_valid=data_valid,
-        work=work_root / f"{variant}-{files.run_dir.name}",
-        run_id=files.run_id,
-        run_name=f"register {files.run_dir.name}",
-        tags={
-            T.SOURCE: "trained",
-            T.RUN_DIR: str(files.run_dir),
-            "detops.best_epoch": str(_summary_field(files.run_dir, "best_epoch")),
-        },
-        settings=settings,
-        client=client,
-        backends=backends,
-        profile_seconds=profile_seconds,
-        deployed=deployed,
-    )
-    if reg.run_id != files.run_id and not files.run_dir.resolve().is_relative_to(work_root.resolve()):
-        write_run_id(files.run_dir, reg.run_id)
-    return reg
+        if reg.run_id != files.run_id and not files.run_dir.resolve().is_relative_to(work_root.resolve()):
+            write_run_id(files.run_dir, reg.run_id)
+        return reg
 
 
 def register_weights(
@@ -245,45 +245,45 @@ def register_weights(
     weight file is the MLflow run's ``checkpoints/best.pt``. ``tags``: further version tags."""
     from detops.data.validate import validate_dataset
     from detops.fileio import sha256_file
-    from detops.registry.client import RegistryClient
+    from detops.registry.client import open_registry
     from detops.settings import get_settings
     from detops.weights import import_official
 
     settings = settings or get_settings()
-    client = client or RegistryClient(tracking_uri=settings.mlflow_tracking_uri)
-    source = Path(weights)
-    if not source.is_file():
-        raise DetopsError(f"--weights {source}: file not found")
-    data = Path(data_root)
-    if not data.is_dir():
-        raise DetopsError(f"--data {data}: dataset directory not found")
-    digest = sha256_file(source)
-    work = Path(settings.home) / "registry" / f"official-{variant}-{digest[:12]}"
-    log.info("%-12s importing %s (sha256 %s)", variant, source.name, digest[:12])
-    import_official(variant, source, work / "best.pt", source_sha256=digest)
-    log.info("%-12s validating %s before registering", variant, data)
-    data_valid = validate_dataset(data, sample_images=sample_images).success
-    return _register_checkpoint(
-        work / "best.pt",
-        variant=variant,
-        data_root=data,
-        split=split,
-        data_valid=data_valid,
-        work=work,
-        run_id=None,
-        run_name=f"register official {source.name}",
-        tags={
-            T.SOURCE: "official",
-            T.SOURCE_FILE: source.name,
-            T.SOURCE_SHA256: digest,
-            **(tags or {}),
-        },
-        settings=settings,
-        client=client,
-        backends=backends,
-        profile_seconds=profile_seconds,
-        log_checkpoint=True,
-    )
+    with open_registry(settings, client=client) as client:
+        source = Path(weights)
+        if not source.is_file():
+            raise DetopsError(f"--weights {source}: file not found")
+        data = Path(data_root)
+        if not data.is_dir():
+            raise DetopsError(f"--data {data}: dataset directory not found")
+        digest = sha256_file(source)
+        work = Path(settings.home) / "registry" / f"official-{variant}-{digest[:12]}"
+        log.info("%-12s importing %s (sha256 %s)", variant, source.name, digest[:12])
+        import_official(variant, source, work / "best.pt", source_sha256=digest)
+        log.info("%-12s validating %s before registering", variant, data)
+        data_valid = validate_dataset(data, sample_images=sample_images).success
+        return _register_checkpoint(
+            work / "best.pt",
+            variant=variant,
+            data_root=data,
+            split=split,
+            data_valid=data_valid,
+            work=work,
+            run_id=None,
+            run_name=f"register official {source.name}",
+            tags={
+                T.SOURCE: "official",
+                T.SOURCE_FILE: source.name,
+                T.SOURCE_SHA256: digest,
+                **(tags or {}),
+            },
+            settings=settings,
+            client=client,
+            backends=backends,
+            profile_seconds=profile_seconds,
+            log_checkpoint=True,
+        )
 
 
 def _register_checkpoint(

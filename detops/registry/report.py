@@ -117,31 +117,31 @@ def row_from_tags(model: str, tags: dict[str, str] | None, *, source: str, publi
 def report_rows(*, client: Any = None) -> list[Row]:
     """Rows for every published variant and every other registered detops model, table order first."""
     import models
-    from detops.registry.client import CHAMPION, RegistryClient, model_name
+    from detops.registry.client import CHAMPION, model_name, open_registry
     from detops.registry.latency_only import latest_entry_tags
 
-    client = client or RegistryClient()
-    registered = set(client.model_names())
-    # the seed document's rows: variants with a published comparison-table latency
-    order = [name for name in models.VARIANTS if _in_table(models.get_variant(name).published)]
-    order += sorted(name[len("detops-") :] for name in registered if name[len("detops-") :] not in order)
-    rows = []
-    for variant in order:
-        name = model_name(variant)
-        tags, source = None, ""
-        if name in registered:
-            version = client.alias_version(name, CHAMPION)
-            label = "champion"
-            if version is None:
-                version, label = client.latest_version(name), "latest, no champion"
-            if version is not None:
-                tags, source = client.get_version(name, version).tags, f"v{version} {label}"
-        if tags is None:
-            tags = latest_entry_tags(variant, client=client)
-            source = "untrained, latency only" if tags else ""
-        published = models.get_variant(variant).published if variant in models.VARIANT_TABLE else None
-        rows.append(row_from_tags(variant, tags, source=source, published=published))
-    return rows
+    with open_registry(client=client) as client:
+        registered = set(client.model_names())
+        # the seed document's rows: variants with a published comparison-table latency
+        order = [name for name in models.VARIANTS if _in_table(models.get_variant(name).published)]
+        order += sorted(name[len("detops-") :] for name in registered if name[len("detops-") :] not in order)
+        rows = []
+        for variant in order:
+            name = model_name(variant)
+            tags, source = None, ""
+            if name in registered:
+                version = client.alias_version(name, CHAMPION)
+                label = "champion"
+                if version is None:
+                    version, label = client.latest_version(name), "latest, no champion"
+                if version is not None:
+                    tags, source = client.get_version(name, version).tags, f"v{version} {label}"
+            if tags is None:
+                tags = latest_entry_tags(variant, client=client)
+                source = "untrained, latency only" if tags else ""
+            published = models.get_variant(variant).published if variant in models.VARIANT_TABLE else None
+            rows.append(row_from_tags(variant, tags, source=source, published=published))
+        return rows
 
 
 def _in_table(published: Any) -> bool:
@@ -380,29 +380,29 @@ def write_report(out_dir: str | Path, *, client: Any = None, log: bool = True) -
     """Write ``report.md``, ``report.html``, ``pareto.png`` and ``report.json`` into ``out_dir``, log
     them to MLflow (experiment ``detops-report``) when ``log``; returns ``{"markdown", "files", "run_id"}``."""
     from detops.fileio import atomic_open, write_json
-    from detops.registry.client import RegistryClient
+    from detops.registry.client import open_registry
 
-    client = client or RegistryClient()
-    rows = report_rows(client=client)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    markdown = markdown_table(rows)
-    with atomic_open(out / "report.md") as fh:
-        fh.write("# Detector comparison\n\n" + markdown)
-    with atomic_open(out / "report.html") as fh:
-        fh.write(html_report(rows))
-    pareto_chart(rows, out / "pareto.png")
-    write_json(out / "report.json", [asdict(r) for r in rows])
-    files = [out / n for n in ("report.md", "report.html", "pareto.png", "report.json")]
-    run_id = None
-    if log:
-        run_id = client.create_run(experiment=REPORT_EXPERIMENT, run_name="comparison report", tags={})
-        for f in files:
-            client.log_run_file(run_id, f, artifact_path="report")
-        client.set_run_terminated(run_id)
-    return {
-        "markdown": markdown,
-        "files": [str(f) for f in files],
-        "run_id": run_id,
-        "rows": json.loads(json.dumps([asdict(r) for r in rows])),
-    }
+    with open_registry(client=client) as client:
+        rows = report_rows(client=client)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        markdown = markdown_table(rows)
+        with atomic_open(out / "report.md") as fh:
+            fh.write("# Detector comparison\n\n" + markdown)
+        with atomic_open(out / "report.html") as fh:
+            fh.write(html_report(rows))
+        pareto_chart(rows, out / "pareto.png")
+        write_json(out / "report.json", [asdict(r) for r in rows])
+        files = [out / n for n in ("report.md", "report.html", "pareto.png", "report.json")]
+        run_id = None
+        if log:
+            run_id = client.create_run(experiment=REPORT_EXPERIMENT, run_name="comparison report", tags={})
+            for f in files:
+                client.log_run_file(run_id, f, artifact_path="report")
+            client.set_run_terminated(run_id)
+        return {
+            "markdown": markdown,
+            "files": [str(f) for f in files],
+            "run_id": run_id,
+            "rows": json.loads(json.dumps([asdict(r) for r in rows])),
+        }

@@ -97,25 +97,25 @@ def select(*, budget_ms: float, backend: str, client: Any = None) -> Selection:
 
     ``client``: a :class:`~detops.registry.client.RegistryClient` (default: the settings' server).
     """
-    from detops.registry.client import CHAMPION, RegistryClient
+    from detops.registry.client import CHAMPION, open_registry
 
-    client = client or RegistryClient()
-    points: list[Point] = []
-    unmeasured: list[str] = []
-    for name in client.model_names():
-        version = client.alias_version(name, CHAMPION)
-        if version is None:
-            continue
-        point = point_from_tags(name, version, client.get_version(name, version).tags, backend=backend)
-        if point is None:
-            unmeasured.append(f"{name}@v{version}")
-        else:
-            points.append(point)
-    return Selection(
-        backend=backend,
-        budget_ms=budget_ms,
-        best=best_within_budget(points, budget_ms),
-        front=tuple(pareto_front(points)),
-        champions=tuple(sorted(points, key=lambda p: p.name)),
-        unmeasured=tuple(unmeasured),
-    )
+    with open_registry(client=client) as client:
+        points: list[Point] = []
+        unmeasured: list[str] = []
+        for name in client.model_names():
+            version = client.alias_version(name, CHAMPION)
+            if version is None:
+                continue
+            point = point_from_tags(name, version, client.get_version(name, version).tags, backend=backend)
+            if point is None:
+                unmeasured.append(f"{name}@v{version}")
+            else:
+                points.append(point)
+        return Selection(
+            backend=backend,
+            budget_ms=budget_ms,
+            best=best_within_budget(points, budget_ms),
+            front=tuple(pareto_front(points)),
+            champions=tuple(sorted(points, key=lambda p: p.name)),
+            unmeasured=tuple(unmeasured),
+        )

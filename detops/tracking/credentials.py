@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -49,20 +50,38 @@ def credential_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+# Open ``tracking_env`` blocks of this process and what the variables held before the first of them.
+# A flow maps registry tasks over worker threads: blocks overlap, and one ending must not take the
+# credentials from under another (a restore per block would, and the other's requests would go out
+# unauthenticated).
+_lock = threading.Lock()
+_open = {"blocks": 0}
+_before: dict[str, str | None] = {}
+
+
 @contextmanager
 def tracking_env(settings: Settings) -> Iterator[str]:
     """Within the block, MLflow authenticates with the settings' credentials; yields the tracking URI.
 
-    Only the variables the settings define are touched; on exit each is restored (or removed)."""
+    Only the variables the settings define are touched. Blocks may nest and overlap across threads:
+    each sets the variables on entry, and what was there before the first is put back (or removed)
+    when the last open block ends."""
     keep_credentials_off_stdout(settings.mlflow_tracking_uri)
     env = credential_env(settings)
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
+    with _lock:
+        for key in env:
+            _before.setdefault(key, os.environ.get(key))
+        os.environ.update(env)
+        _open["blocks"] += 1
     try:
         yield settings.mlflow_tracking_uri
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        with _lock:
+            _open["blocks"] -= 1
+            if _open["blocks"] == 0:
+                for key, value in _before.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+                _before.clear()

@@ -2,7 +2,8 @@
 data but the S3 remote, the MLflow server and the Prefect server.
 
 Servers: ``prefect server start``, moto's S3 server (the DVC remote, MLflow's artifact store and
-Prefect's result storage), ``mlflow server`` on PostgreSQL 15. Three fresh clones of this commit, each
+Prefect's result storage), ``mlflow server --app-name basic-auth`` on PostgreSQL 15 (workers log in
+with the credentials of their settings). Three fresh clones of this commit, each
 with its own ``DETOPS_HOME`` and ``PREFECT_HOME``: one pushes a dataset version and is deleted; one
 runs a process worker of the ``cpu`` pool (the ``retrain`` flow), one a process worker of the ``gpu``
 pool (the ``train`` flow, two ranks under ``torchrun`` with gloo on this CPU).
@@ -129,6 +130,7 @@ def cluster(
         backend_uri=postgres_server.create_database(f"mlflow_{uuid.uuid4().hex[:8]}"),
         artifacts=f"s3://{bucket}/mlflow",
         serve_artifacts=False,
+        auth=True,  # basic-auth, as a shared tracking server is run: every worker must log in
         env=s3,
     )
     prefect = servers.start_prefect_server(root=base / "prefect")
@@ -138,6 +140,8 @@ def cluster(
             **prefect.env,
             **s3,
             "DETOPS_MLFLOW_TRACKING_URI": mlflow.url,
+            "DETOPS_MLFLOW_TRACKING_USERNAME": servers.AUTH_ADMIN_USER,
+            "DETOPS_MLFLOW_TRACKING_PASSWORD": servers.AUTH_ADMIN_PASSWORD,
             "DETOPS_PREFECT_API_URL": prefect.api,
             "DETOPS_TRACK": "true",
             "DETOPS_DVC_REMOTE": "s3",
@@ -184,7 +188,10 @@ def cluster(
                 )
             )
         _wait_workers(c, ("cpu", "gpu"))
-        yield c
+        with pytest.MonkeyPatch.context() as mp:  # this process reads the registry as that user too
+            mp.setenv("MLFLOW_TRACKING_USERNAME", servers.AUTH_ADMIN_USER)
+            mp.setenv("MLFLOW_TRACKING_PASSWORD", servers.AUTH_ADMIN_PASSWORD)
+            yield c
     finally:
         for proc in workers:
             servers._stop_process(proc)
@@ -318,6 +325,14 @@ def test_a_pushed_version_is_retrained_on_the_gpu_pool_under_torchrun(cluster: C
     # the checkpoint from the artifact store
     assert not list((cluster.base / "gpu-home" / "scratch").iterdir())
     assert list((cluster.base / "cpu-home" / "runs").glob("mlflow-*/best.pt"))
+    # every worker logged in to the basic-auth server, and its password appears in no log, param or tag
+    secret = servers.AUTH_ADMIN_PASSWORD
+    leaked = [f.name for f in cluster.logs.glob("*.log") if secret in f.read_text(errors="replace")]
+    assert not leaked, leaked
+    for variant in VARIANTS:
+        (model_version,) = mlflow.search_model_versions(f"name='detops-{variant}'")
+        data = mlflow.get_run(model_version.run_id).data
+        assert not [k for k, v in {**data.params, **data.tags, **model_version.tags}.items() if secret in v]
 
 
 def test_an_unknown_version_stops_before_training(cluster: Cluster, pushed) -> None:

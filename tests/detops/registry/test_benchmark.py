@@ -134,6 +134,7 @@ def registered(
     version = version_dataset(data, settings=settings, push=True, validate=False).md5
     name = f"detops-{VARIANT}-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
+    monkeypatch.setattr("detops.registry.promote.model_name", lambda variant: name)  # imported there
     reg = register_run(run, settings=settings, deployed=deployed, data_valid=True)
     assert reg.tags[T.DATASET_VERSION] == version and reg.tags["detops.dataset_tracked_by"] == "dvc"
     return {
@@ -341,6 +342,7 @@ def test_a_dataset_on_no_remote_needs_data_and_wrong_data_is_refused_before_anyt
     settings = Settings(project_root=tmp_path, home=tmp_path / "home", mlflow_tracking_uri=mlflow_server.url)
     name = f"detops-{VARIANT}-{uuid.uuid4().hex[:8]}"
     monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
+    monkeypatch.setattr("detops.registry.promote.model_name", lambda variant: name)  # imported there
     reg = register_run(run, settings=settings, deployed=deployed, data_valid=True)
     client = RegistryClient(tracking_uri=mlflow_server.url)
     digest = reg.tags[T.DATASET_VERSION]

@@ -692,8 +692,11 @@ def test_register_weights_hands_its_defaults_on(
     from detops.registry import register
     from detops.settings import Settings
 
-    imported: list[tuple[str, Path]] = []
-    monkeypatch.setattr("detops.weights.import_official", lambda v, src, dst: imported.append((v, dst)))
+    imported: list[tuple[str, Path, str | None]] = []
+    monkeypatch.setattr(
+        "detops.weights.import_official",
+        lambda v, src, dst, *, source_sha256=None: imported.append((v, dst, source_sha256)),
+    )
     weights = tmp_path / "release.pth"
     weights.write_bytes(b"weights")
     settings = Settings(
@@ -707,7 +710,9 @@ def test_register_weights_hands_its_defaults_on(
     kw = handed_on["checkpoint"]
     assert (kw["split"], kw["profile_seconds"], tuple(kw["backends"])) == ("val", 1.5, ("ort", "openvino"))
     assert kw["settings"] is settings and kw["client"] is client and kw["data_valid"] is True
-    assert imported == [("damo_yolo_t", kw["work"] / "best.pt")]
+    import hashlib
+
+    assert imported == [("damo_yolo_t", kw["work"] / "best.pt", hashlib.sha256(b"weights").hexdigest())]
 
 
 def test_measure_refuses_a_checkpoint_that_does_not_fit_the_variant(synth_root: Path, tmp_path: Path) -> None:

@@ -267,6 +267,60 @@ def test_unauthenticated_and_wrong_password_are_refused(
         client.get_run(tracked["run_id"])
 
 
+def test_a_flow_task_registers_and_promotes_with_the_settings_credentials(
+    tracked: dict[str, Any], synth_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a worker's register and promote tasks do: the library called with settings alone (no
+    client, nothing in MLflow's own variables). With the right password the training run is found,
+    registered and promoted; with a wrong one the error is one line naming the refusal, not "no such
+    run", and carries no password."""
+    from detops.deploy.exporting import export_artifact
+    from detops.registry.promote import promote
+    from detops.registry.register import register_run
+
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(key, raising=False)
+    name = f"detops-auth-{tmp_path.name[-8:]}"
+    monkeypatch.setattr("detops.registry.client.model_name", lambda variant: name)
+    monkeypatch.setattr("detops.registry.promote.model_name", lambda variant: name)
+    report, _ = export_artifact(tracked["out"] / "best.pt", out=tmp_path / "model.onnx")
+    deployed = {
+        "onnx": str(report.path),
+        "evaluations": {"ort": {"AP": 0.5, "reference": {"AP": 0.5}}},
+        "profiles": {"ort": {"model": {"median_ms": 5.0}, "end_to_end": {"median_ms": 6.0}}},
+    }
+
+    def settings(password: str) -> Settings:
+        return Settings(
+            project_root=tracked["project"],
+            home=tmp_path / "home",
+            mlflow_tracking_uri=tracked["server"].url,
+            mlflow_tracking_username=servers.AUTH_ADMIN_USER,
+            mlflow_tracking_password=password,
+        )
+
+    with pytest.raises(DetopsError) as refused:
+        register_run(
+            tracked["run_id"], settings=settings("not-the-password"), deployed=deployed, data_valid=True
+        )
+    message = str(refused.value)
+    assert len(message.splitlines()) == 1 and "401" in message and "no MLflow run" not in message
+    assert SECRET not in message and "not-the-password" not in message
+
+    reg = register_run(tracked["run_id"], settings=settings(SECRET), deployed=deployed, data_valid=True)
+    assert (reg.model, reg.version, reg.run_id) == (name, 1, tracked["run_id"])
+    monkeypatch.setenv("DETOPS_MLFLOW_TRACKING_URI", tracked["server"].url)
+    monkeypatch.setenv("DETOPS_MLFLOW_TRACKING_USERNAME", servers.AUTH_ADMIN_USER)
+    monkeypatch.setenv("DETOPS_MLFLOW_TRACKING_PASSWORD", SECRET)
+    get_settings.cache_clear()
+    try:
+        decision = promote("damo_yolo_tiny", version=reg.version)  # the process settings, no client
+    finally:
+        get_settings.cache_clear()
+    assert decision.decision == "promoted", [(g.name, g.detail) for g in decision.gates]
+    assert "MLFLOW_TRACKING_PASSWORD" not in os.environ  # only while the registry was in use
+
+
 @pytest.mark.slow
 def test_resume_continues_the_same_run(
     tracked: dict[str, Any], admin: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,42 @@ def test_tracking_env_sets_and_restores_credentials(monkeypatch: pytest.MonkeyPa
     assert PASSWORD_VAR not in os.environ
     with tracking_env(Settings(mlflow_tracking_uri="sqlite:///x.db")):
         assert os.environ[USERNAME_VAR] == "someone-else"  # no credentials configured: untouched
+
+
+def test_overlapping_blocks_keep_the_credentials_until_the_last_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two tasks of one flow run in two threads, each in its own block: the first to end leaves the
+    credentials to the one still running; the last restores what was there before either."""
+    import threading
+
+    monkeypatch.setenv(USERNAME_VAR, "before")
+    monkeypatch.delenv(PASSWORD_VAR, raising=False)
+    settings = Settings(
+        mlflow_tracking_uri="http://127.0.0.1:1", mlflow_tracking_username="u", mlflow_tracking_password="pw"
+    )
+    first_in, first_out = threading.Event(), threading.Event()
+    seen: list[tuple[str | None, str | None]] = []
+
+    def second_task() -> None:
+        first_in.wait(10)
+        with tracking_env(settings):
+            first_out.wait(10)  # the other block has ended meanwhile
+            seen.append((os.environ.get(USERNAME_VAR), os.environ.get(PASSWORD_VAR)))
+
+    worker = threading.Thread(target=second_task)
+    worker.start()
+    with tracking_env(settings):
+        first_in.set()
+        time.sleep(0.2)  # the second block opens while this one is open
+    first_out.set()
+    worker.join(10)
+    assert seen == [("u", "pw")]
+    assert os.environ[USERNAME_VAR] == "before" and PASSWORD_VAR not in os.environ
+    # nested in one thread: the inner block's end keeps them for the outer one
+    with tracking_env(settings):
+        with tracking_env(settings):
+            pass
+        assert os.environ[PASSWORD_VAR] == "pw"
+    assert PASSWORD_VAR not in os.environ
 
 
 @pytest.mark.parametrize(
