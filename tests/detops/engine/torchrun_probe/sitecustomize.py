@@ -2,7 +2,8 @@
 ``DETOPS_PROBE_DIR``; every torchrun worker (``RANK`` set) then records, without changing what it
 computes:
 
-- ``saves.jsonl``: one line ``{"rank", "path"}`` per ``save_checkpoint`` call of the engine;
+- ``saves.jsonl``: one line ``{"rank", "path"}`` per checkpoint the engine writes (``save_checkpoint``
+  for ``last.pt``, ``atomic_copy`` of it for ``best.pt``);
 - ``val.jsonl``: one line ``{"rank", "indices"}`` per pass over a validation shard;
 - ``state_r{rank}_e{epoch}.pt``: the rank's model and EMA weights after each epoch's evaluation.
 
@@ -36,6 +37,14 @@ if os.environ.get("DETOPS_PROBE_DIR") and "RANK" in os.environ:
         return _save(path, payload)
 
     _fit.save_checkpoint = _probe_save
+
+    _copy = _fit.atomic_copy  # best.pt is a copy of the last.pt just written
+
+    def _probe_copy(src, dst):  # type: ignore[no-untyped-def]
+        _log("saves.jsonl", {"path": str(dst)})
+        return _copy(src, dst)
+
+    _fit.atomic_copy = _probe_copy
 
     _shard_iter = _loader.ShardSampler.__iter__
 
