@@ -38,7 +38,6 @@ def benchmark_cmd(
     registers nothing. With --version: measure that registry version here instead (what the t4
     pool's benchmark flow runs)."""
     from detops.logs import setup_logging
-    from detops.registry.client import open_registry
     from detops.registry.latency_only import benchmark_untrained, resolve_variants
     from detops.settings import get_settings
 
@@ -55,24 +54,22 @@ def benchmark_cmd(
     typer.echo(
         f"{'variant':<14} {'px':>4} {'params M':>9} {'GFLOPs':>7} {'ORT ms':>8} {'OpenVINO ms':>12}  TensorRT"
     )
-    with open_registry(settings) as client:
-        entries = benchmark_untrained(
-            names,
-            img_size=img_size,
-            backends=_names(backends, "--backends"),
-            seconds=seconds,
-            settings=settings,
-            client=client,
-            on_entry=lambda e: typer.echo(
-                f"{e.variant:<14} {e.img_size:>4} {e.params / 1e6:>9.2f} {e.gflops:>7.1f} "
-                f"{e.latency_ms.get('ort', float('nan')):>8.2f} {e.latency_ms.get('openvino', float('nan')):>12.2f}  "
-                + (
-                    f"{e.latency_ms['tensorrt']:.2f} ms"
-                    if "tensorrt" in e.latency_ms
-                    else ("unavailable" if "tensorrt" in e.unavailable else "not asked")
-                )
-            ),
-        )
+    entries = benchmark_untrained(
+        names,
+        img_size=img_size,
+        backends=_names(backends, "--backends"),
+        seconds=seconds,
+        settings=settings,
+        on_entry=lambda e: typer.echo(
+            f"{e.variant:<14} {e.img_size:>4} {e.params / 1e6:>9.2f} {e.gflops:>7.1f} "
+            f"{e.latency_ms.get('ort', float('nan')):>8.2f} {e.latency_ms.get('openvino', float('nan')):>12.2f}  "
+            + (
+                f"{e.latency_ms['tensorrt']:.2f} ms"
+                if "tensorrt" in e.latency_ms
+                else ("unavailable" if "tensorrt" in e.unavailable else "not asked")
+            )
+        ),
+    )
     why = next((e.unavailable["tensorrt"] for e in entries if "tensorrt" in e.unavailable), None)
     if why:
         typer.echo(f"TensorRT: {why}")
@@ -85,7 +82,7 @@ def _benchmark_version(
     from detops.cli import _validate as check
     from detops.logs import setup_logging
     from detops.registry.benchmark import benchmark_rows, benchmark_version
-    from detops.registry.client import model_name, open_registry
+    from detops.registry.client import model_name
     from detops.settings import get_settings
 
     if version < 1:
@@ -96,22 +93,19 @@ def _benchmark_version(
     check.variant(names[0], "--variants")
     settings = get_settings()
     setup_logging()
-    with open_registry(settings) as client:
-        result = benchmark_version(
-            names[0],
-            version,
-            backends=_names(backends, "--backends"),
-            seconds=seconds,
-            data=data,
-            settings=settings,
-            client=client,
-        )
+    result = benchmark_version(
+        names[0],
+        version,
+        backends=_names(backends, "--backends"),
+        seconds=seconds,
+        data=data,
+        settings=settings,
+    )
     typer.echo(f"{model_name(result.variant)} version {result.version}")
     for row in benchmark_rows([result.as_dict()]):
         ms = "" if row["median_ms"] is None else f"{row['median_ms']:.2f} ms"
-        ckpt = row["map_checkpoint"]
-        figure = "" if row["map"] is None else f"mAP {row['map']:.4f} (checkpoint "
-        figure += "" if row["map"] is None else ("unknown)" if ckpt is None else f"{ckpt:.4f})")
+        ckpt = "unknown" if row["map_checkpoint"] is None else f"{row['map_checkpoint']:.4f}"
+        figure = "" if row["map"] is None else f"mAP {row['map']:.4f} (checkpoint {ckpt})"
         status = "" if row["status"] == "measured" else row["status"]
         typer.echo(f"  {row['backend']:<9} {ms:>10}  {figure}{status}".rstrip())
     if result.tags:

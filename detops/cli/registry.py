@@ -26,7 +26,6 @@ def register_cmd(
     version of detops-<variant> with every figure as a tag."""
     from detops.cli import _validate as check
     from detops.logs import setup_logging
-    from detops.registry.client import open_registry
     from detops.registry.register import register_run, register_weights
     from detops.settings import get_settings
 
@@ -42,19 +41,13 @@ def register_cmd(
         raise DetopsError("--variant and --data go with --weights (a run knows its variant and data)")
     setup_logging()  # one line per stage; other libraries' INFO lines (MLflow's store set-up) off
     settings = get_settings()
-    with open_registry(settings) as client:
-        if weights is not None:
-            check.variant(variant, "--variant")
-            reg = register_weights(
-                weights,
-                variant=variant,
-                data_root=data,
-                settings=settings,
-                client=client,
-                profile_seconds=profile_seconds,
-            )
-        else:
-            reg = register_run(run, settings=settings, client=client, profile_seconds=profile_seconds)
+    if weights is not None:
+        check.variant(variant, "--variant")
+        reg = register_weights(
+            weights, variant=variant, data_root=data, settings=settings, profile_seconds=profile_seconds
+        )
+    else:
+        reg = register_run(run, settings=settings, profile_seconds=profile_seconds)
     t = reg.tags
     typer.echo(
         f"registered {reg.model} version {reg.version} ({t.get('detops.source', 'trained')}): "
@@ -75,7 +68,6 @@ def promote_cmd(
     then points at the newest candidate that is not champion); or, with --rollback, restore the
     previous champion. Both are audited in MLflow."""
     from detops.logs import setup_logging
-    from detops.registry.client import open_registry
     from detops.registry.policy import load_policy
     from detops.registry.promote import promote, rollback
 
@@ -86,11 +78,7 @@ def promote_cmd(
     if version is not None and version < 1:
         raise DetopsError(f"--version must be >= 1, got {version}")
     loaded = None if rollback_ else load_policy(policy)
-    with open_registry() as client:
-        if rollback_:
-            decision = rollback(variant, client=client)
-        else:
-            decision = promote(variant, policy=loaded, version=version, client=client)
+    decision = rollback(variant) if rollback_ else promote(variant, policy=loaded, version=version)
     if as_json:
         typer.echo(
             json.dumps(
@@ -132,7 +120,6 @@ def select_cmd(
     """The best-mAP champion within the latency budget on a backend, and the Pareto front of all
     champions (mAP of the deployed artifact against its median latency)."""
     from detops.logs import setup_logging
-    from detops.registry.client import open_registry
     from detops.registry.policy import BACKENDS
     from detops.registry.select import select
 
@@ -142,8 +129,7 @@ def select_cmd(
         raise DetopsError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if not latency_budget_ms > 0:
         raise DetopsError(f"--latency-budget-ms must be > 0, got {latency_budget_ms}")
-    with open_registry() as client:
-        sel = select(budget_ms=latency_budget_ms, backend=backend, client=client)
+    sel = select(budget_ms=latency_budget_ms, backend=backend)
     if as_json:
         typer.echo(json.dumps(sel.to_dict(), indent=2))
     else:
@@ -171,7 +157,6 @@ def report_cmd(
     """The comparison table (measured beside published) from the registry as Markdown and HTML, a
     Pareto chart PNG, all logged to MLflow; prints the Markdown table."""
     from detops.logs import setup_logging
-    from detops.registry.client import open_registry
     from detops.registry.report import write_report
     from detops.settings import get_settings
 
@@ -183,8 +168,7 @@ def report_cmd(
         raise DetopsError(
             f"--out {out_dir}: exists and is not a directory (the report writes four files into it)"
         )
-    with open_registry(settings) as client:
-        result = write_report(out_dir, client=client, log=not no_log)
+    result = write_report(out_dir, log=not no_log)
     typer.echo(result["markdown"])
     typer.echo("wrote " + ", ".join(result["files"]))
 

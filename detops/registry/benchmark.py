@@ -20,6 +20,7 @@ For version ``version`` of ``detops-<variant>``:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,16 +57,7 @@ class VersionBenchmark:
     """The tags written onto the version."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "variant": self.variant,
-            "version": self.version,
-            "latency_ms": dict(self.latency_ms),
-            "map": dict(self.map),
-            "map_checkpoint": self.map_checkpoint,
-            "unavailable": dict(self.unavailable),
-            "map_unavailable": dict(self.map_unavailable),
-            "tags": dict(self.tags),
-        }
+        return dataclasses.asdict(self)
 
 
 def version_data_root(
@@ -125,11 +117,11 @@ def benchmark_version(
     from detops.settings import get_settings
     from detops.tracking.stages import log_evaluation
 
+    check_backends(backends)
+    if not seconds > 0:
+        raise DetopsError(f"--seconds must be > 0, got {seconds}")
     settings = settings or get_settings()
     with open_registry(settings, client=client) as client:
-        check_backends(backends)
-        if not seconds > 0:
-            raise DetopsError(f"--seconds must be > 0, got {seconds}")
         name = model_name(variant)
         what = f"{name} version {version}"
         tags = client.get_version(name, version).tags
